@@ -1,0 +1,285 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// DuplicateWindow is how far back a lead with the same email and course makes
+// a new one a duplicate.
+const DuplicateWindow = 24 * time.Hour
+
+// Lead statuses.
+const (
+	LeadQueued     = "queued"
+	LeadProcessing = "processing"
+	LeadCompleted  = "completed"
+	LeadPartial    = "partial"
+	LeadFailed     = "failed"
+)
+
+// NewLead is a lead as accepted by the intake, before it has an id.
+type NewLead struct {
+	ExternalID string
+	FirstName  string
+	LastName   string
+	Email      string
+	Phone      string
+	Course     string
+	Campaign   string
+	Site       string
+	Source     string
+	Message    string
+	UTM        map[string]string
+
+	ConsentPrivacy     bool
+	ConsentMarketing   bool
+	ConsentTextVersion string
+	ConsentAcceptedAt  time.Time // zero when the CMS did not say
+	ClientIP           netip.Addr
+	ClientUserAgent    string
+
+	// SubmittedBy is the name of the API token that posted the lead.
+	SubmittedBy string
+}
+
+// Response is a stored HTTP answer, replayed for a repeated Idempotency-Key.
+type Response struct {
+	Status int
+	Body   []byte
+}
+
+// Idempotency ties a write to a client-chosen key. Render produces the answer
+// stored with the key, inside the same transaction as the write, so the key
+// and what it stands for commit together or not at all.
+type Idempotency struct {
+	Principal   string
+	Key         string
+	RequestHash []byte
+	Render      func(LeadSubmission) (Response, error)
+}
+
+// LeadSubmission is the outcome of SubmitLead.
+type LeadSubmission struct {
+	LeadID    string
+	Duplicate bool
+	// OutboxID is the outbox row (and TaskID) of the lead:process task; empty
+	// for a duplicate or a replay.
+	OutboxID string
+	// Replay is the stored answer when the Idempotency-Key was seen before.
+	Replay *Response
+}
+
+// SubmitLead stores a lead and its lead:process outbox row in one
+// transaction. A lead with the same email (case-insensitive) and course
+// received within DuplicateWindow is not stored again: the existing id comes
+// back with Duplicate set. taskPayload builds the outbox payload from the new
+// lead's id.
+func (s *Store) SubmitLead(ctx context.Context, l NewLead, now time.Time, idem *Idempotency, taskType string, taskPayload func(leadID string) ([]byte, error)) (LeadSubmission, error) {
+	var res LeadSubmission
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		res = LeadSubmission{}
+		if idem != nil {
+			replay, err := lookupIdempotency(ctx, tx, idem)
+			if err != nil {
+				return err
+			}
+			if replay != nil {
+				res.Replay = replay
+				return nil
+			}
+		}
+		if err := submitLead(ctx, tx, l, now, taskType, taskPayload, &res); err != nil {
+			return err
+		}
+		if idem != nil {
+			return saveIdempotency(ctx, tx, idem, res, now)
+		}
+		return nil
+	})
+	if err != nil {
+		return LeadSubmission{}, fmt.Errorf("submit lead: %w", err)
+	}
+	return res, nil
+}
+
+func submitLead(ctx context.Context, tx pgx.Tx, l NewLead, now time.Time, taskType string, taskPayload func(string) ([]byte, error), res *LeadSubmission) error {
+	norm := NormalizeEmail(l.Email)
+	// Serialise submissions of the same email and course, so two concurrent
+	// posts of one form cannot both pass the duplicate check.
+	if _, err := tx.Exec(ctx, "select pg_advisory_xact_lock($1)", lockKey("lead", norm, l.Course)); err != nil {
+		return err
+	}
+	var existing string
+	err := tx.QueryRow(ctx, `
+		select id::text from cepjobs.leads
+		where email_normalized = $1 and course = $2 and received_at > $3
+		order by received_at desc limit 1`,
+		norm, l.Course, now.Add(-DuplicateWindow)).Scan(&existing)
+	switch {
+	case err == nil:
+		res.LeadID, res.Duplicate = existing, true
+		return nil
+	case err != pgx.ErrNoRows:
+		return err
+	}
+
+	id, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	utm, err := json.Marshal(nonNil(l.UTM))
+	if err != nil {
+		return err
+	}
+	var ip *netip.Addr
+	if l.ClientIP.IsValid() {
+		ip = &l.ClientIP
+	}
+	var acceptedAt *time.Time
+	if !l.ConsentAcceptedAt.IsZero() {
+		acceptedAt = &l.ConsentAcceptedAt
+	}
+	_, err = tx.Exec(ctx, `
+		insert into cepjobs.leads (
+			id, external_id, first_name, last_name, email, email_normalized, phone,
+			course, campaign, site, source, message, utm,
+			consent_privacy, consent_marketing, consent_text_version, consent_accepted_at,
+			client_ip, client_user_agent, received_at, submitted_by, status, status_changed_at)
+		values ($1, nullif($2, ''), $3, nullif($4, ''), $5, $6, nullif($7, ''),
+			$8, nullif($9, ''), nullif($10, ''), $11, nullif($12, ''), $13,
+			$14, $15, $16, $17,
+			$18, nullif($19, ''), $20, $21, 'queued', $20)`,
+		id, l.ExternalID, l.FirstName, l.LastName, l.Email, norm, l.Phone,
+		l.Course, l.Campaign, l.Site, l.Source, l.Message, utm,
+		l.ConsentPrivacy, l.ConsentMarketing, l.ConsentTextVersion, acceptedAt,
+		ip, l.ClientUserAgent, now, l.SubmittedBy)
+	if err != nil {
+		return err
+	}
+	payload, err := taskPayload(id.String())
+	if err != nil {
+		return err
+	}
+	outboxID, err := insertOutbox(ctx, tx, taskType, payload, now)
+	if err != nil {
+		return err
+	}
+	res.LeadID, res.OutboxID = id.String(), outboxID
+	return nil
+}
+
+func lookupIdempotency(ctx context.Context, tx pgx.Tx, idem *Idempotency) (*Response, error) {
+	if _, err := tx.Exec(ctx, "select pg_advisory_xact_lock($1)", lockKey("idem", idem.Principal, idem.Key)); err != nil {
+		return nil, err
+	}
+	var (
+		hash []byte
+		resp Response
+	)
+	err := tx.QueryRow(ctx, `
+		select request_hash, status_code, response_body from cepjobs.idempotency_keys
+		where principal = $1 and key = $2`, idem.Principal, idem.Key).Scan(&hash, &resp.Status, &resp.Body)
+	if err == pgx.ErrNoRows {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if string(hash) != string(idem.RequestHash) {
+		return nil, ErrIdempotencyConflict
+	}
+	return &resp, nil
+}
+
+func saveIdempotency(ctx context.Context, tx pgx.Tx, idem *Idempotency, res LeadSubmission, now time.Time) error {
+	resp, err := idem.Render(res)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `
+		insert into cepjobs.idempotency_keys (principal, key, request_hash, status_code, response_body, created_at)
+		values ($1, $2, $3, $4, $5, $6)`,
+		idem.Principal, idem.Key, idem.RequestHash, resp.Status, resp.Body, now)
+	return err
+}
+
+// NormalizeEmail is the form duplicates are detected on.
+func NormalizeEmail(email string) string {
+	return strings.ToLower(strings.TrimSpace(email))
+}
+
+// lockKey hashes parts into an advisory lock key. Collisions only serialise
+// two unrelated submissions for a moment; they never merge them.
+func lockKey(parts ...string) int64 {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return int64(binary.BigEndian.Uint64(h[:8]))
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// LeadStatus is what GET /v1/leads/{id} shows: the lead's progress, without
+// its personal data.
+type LeadStatus struct {
+	ID         string
+	Status     string
+	Course     string
+	Source     string
+	ReceivedAt time.Time
+	UpdatedAt  time.Time
+	Deliveries []Delivery
+}
+
+// Delivery is the record of one channel of one lead.
+type Delivery struct {
+	Channel     string
+	Status      string
+	Attempts    int
+	LastError   string
+	UpdatedAt   time.Time
+	DeliveredAt *time.Time
+}
+
+// LeadStatus returns a lead's status and deliveries, or ErrNotFound.
+func (s *Store) LeadStatus(ctx context.Context, id string) (LeadStatus, error) {
+	var ls LeadStatus
+	if _, err := uuid.Parse(id); err != nil {
+		return ls, ErrNotFound
+	}
+	err := s.pool.QueryRow(ctx, `
+		select id::text, status, course, source, received_at, status_changed_at
+		from cepjobs.leads where id = $1`, id).
+		Scan(&ls.ID, &ls.Status, &ls.Course, &ls.Source, &ls.ReceivedAt, &ls.UpdatedAt)
+	if err != nil {
+		return LeadStatus{}, fmt.Errorf("lead status: %w", mapErr(err))
+	}
+	rows, err := s.pool.Query(ctx, `
+		select channel, status, attempts, coalesce(last_error, ''), updated_at, delivered_at
+		from cepjobs.lead_deliveries where lead_id = $1 order by channel`, id)
+	if err != nil {
+		return LeadStatus{}, fmt.Errorf("lead status: %w", err)
+	}
+	ls.Deliveries, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) {
+		var d Delivery
+		err := r.Scan(&d.Channel, &d.Status, &d.Attempts, &d.LastError, &d.UpdatedAt, &d.DeliveredAt)
+		return d, err
+	})
+	if err != nil {
+		return LeadStatus{}, fmt.Errorf("lead status: %w", err)
+	}
+	return ls, nil
+}

@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Config is the database part of the configuration.
+type Config struct {
+	// URL is a libpq-style connection string or postgres:// URL.
+	URL string `env:"DATABASE_URL" secret:"password"`
+	// MaxConns bounds the pool; zero means pgx's default (max(4, NumCPU)).
+	MaxConns int32 `env:"CEPJOBS_DB_MAX_CONNS"`
+}
+
+// Validate reports what is wrong with c.
+func (c Config) Validate() error {
+	var errs []error
+	if c.URL == "" {
+		errs = append(errs, errors.New("DATABASE_URL: required"))
+	} else if _, err := pgxpool.ParseConfig(c.URL); err != nil {
+		errs = append(errs, fmt.Errorf("DATABASE_URL: %s", redactParseError(err)))
+	}
+	if c.MaxConns < 0 {
+		errs = append(errs, errors.New("CEPJOBS_DB_MAX_CONNS: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// redactParseError never repeats the connection string: pgx masks
+// passwords only on a best-effort basis, and a URL parse error quotes the
+// whole URL.
+func redactParseError(error) string {
+	return "cannot parse the connection string (want postgres://user:password@host:port/dbname?sslmode=disable or key=value pairs)"
+}
+
+// Store is the handle on the database.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects a pool. It does not wait for the server: Ping does.
+func Open(ctx context.Context, c Config) (*Store, error) {
+	pc, err := pgxpool.ParseConfig(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %s", redactParseError(err))
+	}
+	if c.MaxConns > 0 {
+		pc.MaxConns = c.MaxConns
+	}
+	pc.ConnConfig.RuntimeParams["application_name"] = "cepjobs"
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Close closes the pool, waiting for borrowed connections.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping checks that the server answers.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping postgres: %w", err)
+	}
+	return nil
+}

@@ -12,7 +12,7 @@ import (
 // Config is the database part of the configuration.
 type Config struct {
 	// URL is a libpq-style connection string or postgres:// URL.
-	URL string `env:"DATABASE_URL" secret:"password"`
+	URL string `env:"DATABASE_URL" default:"postgres://postgres@127.0.0.1:5432/cepjobs?sslmode=disable" secret:"url"`
 	// MaxConns bounds the pool; zero means pgx's default (max(4, NumCPU)).
 	MaxConns int32 `env:"CEPJOBS_DB_MAX_CONNS"`
 }

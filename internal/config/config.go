@@ -1,0 +1,177 @@
+// Package config reads the environment into one typed struct for every
+// cepjobs binary. Each part belongs to the package that uses it
+// (store.Config, api.Config, …) and validates itself; Load collects every
+// problem and reports them together, and refuses unknown CEPJOBS_* variables
+// so a typo cannot silently leave a setting at its default.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cepcomunicacion/cepjobs/api"
+	"github.com/cepcomunicacion/cepjobs/internal/hcaptcha"
+	"github.com/cepcomunicacion/cepjobs/internal/redisconn"
+	"github.com/cepcomunicacion/cepjobs/store"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	Redis   RedisConfig
+	Store   store.Config
+	API     api.Config
+	Captcha hcaptcha.Config
+	Outbox  OutboxConfig
+	Log     LogConfig
+
+	env map[string]string
+}
+
+// RedisConfig is where the queues live.
+type RedisConfig struct {
+	URL string `env:"REDIS_URL" default:"redis://127.0.0.1:6379/0" secret:"url"`
+}
+
+// Validate reports what is wrong with c.
+func (c RedisConfig) Validate() error {
+	if _, err := redisconn.Parse(c.URL); err != nil {
+		return fmt.Errorf("REDIS_URL: %v", err)
+	}
+	return nil
+}
+
+// OutboxConfig tunes the relay that re-sends tasks Redis did not take.
+type OutboxConfig struct {
+	Interval time.Duration `env:"CEPJOBS_OUTBOX_INTERVAL" default:"1s"`
+	Batch    int           `env:"CEPJOBS_OUTBOX_BATCH" default:"200"`
+}
+
+// Validate reports what is wrong with c.
+func (c OutboxConfig) Validate() error {
+	var errs []error
+	if c.Interval < 10*time.Millisecond {
+		errs = append(errs, errors.New("CEPJOBS_OUTBOX_INTERVAL: must be at least 10ms"))
+	}
+	if c.Batch < 1 || c.Batch > 10000 {
+		errs = append(errs, errors.New("CEPJOBS_OUTBOX_BATCH: must be between 1 and 10000"))
+	}
+	return errors.Join(errs...)
+}
+
+// LogConfig shapes the structured log.
+type LogConfig struct {
+	Level  string `env:"CEPJOBS_LOG_LEVEL" default:"info"`
+	Format string `env:"CEPJOBS_LOG_FORMAT" default:"json"`
+}
+
+// Validate reports what is wrong with c.
+func (c LogConfig) Validate() error {
+	var errs []error
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.Level)); err != nil {
+		errs = append(errs, fmt.Errorf("CEPJOBS_LOG_LEVEL: want debug, info, warn or error, got %q", c.Level))
+	}
+	if c.Format != "json" && c.Format != "text" {
+		errs = append(errs, fmt.Errorf("CEPJOBS_LOG_FORMAT: want json or text, got %q", c.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// SlogLevel is the parsed level.
+func (c LogConfig) SlogLevel() slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(c.Level))
+	return l
+}
+
+// Load reads environ (os.Environ form) into a Config and validates it. The
+// error lists every problem, one per line.
+func Load(environ []string) (Config, error) {
+	env := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	var c Config
+	errs := load(&c, env)
+	known := names(&c)
+	var unknown []string
+	for k := range env {
+		if strings.HasPrefix(k, "CEPJOBS_") && !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	slices.Sort(unknown)
+	for _, k := range unknown {
+		msg := fmt.Sprintf("%s: unknown variable", k)
+		if s := closest(k, known); s != "" {
+			msg += fmt.Sprintf(" (did you mean %s?)", s)
+		}
+		errs = append(errs, errors.New(msg))
+	}
+	// Validate only what parsed: a bad value already has its error.
+	bad := map[string]bool{}
+	for _, e := range errs {
+		name, _, _ := strings.Cut(e.Error(), ":")
+		bad[name] = true
+	}
+	// Every Validate error starts with the variable's name.
+	for _, part := range []interface{ Validate() error }{c.Redis, c.Store, c.API, c.Captcha, c.Outbox, c.Log} {
+		for _, e := range splitJoined(part.Validate()) {
+			name, _, _ := strings.Cut(e.Error(), ":")
+			if !bad[name] {
+				errs = append(errs, e)
+			}
+		}
+	}
+	c.env = env
+	if len(errs) > 0 {
+		return c, &Error{Problems: errs}
+	}
+	return c, nil
+}
+
+// Error lists every configuration problem.
+type Error struct{ Problems []error }
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid configuration (%d problem", len(e.Problems))
+	if len(e.Problems) != 1 {
+		b.WriteString("s")
+	}
+	b.WriteString("):")
+	for _, p := range e.Problems {
+		b.WriteString("\n  - ")
+		b.WriteString(p.Error())
+	}
+	return b.String()
+}
+
+func splitJoined(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// Vars lists every variable with its effective value, secrets redacted.
+func (c *Config) Vars() []Var {
+	return describe(c, c.env)
+}
+
+// Logger builds the process logger the config asks for.
+func (c Config) Logger(w interface{ Write([]byte) (int, error) }) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.Log.SlogLevel()}
+	if c.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

@@ -72,6 +72,8 @@ type Idempotency struct {
 type LeadSubmission struct {
 	LeadID    string
 	Duplicate bool
+	// Status is the lead's current status (queued for a new lead).
+	Status string
 	// OutboxID is the outbox row (and TaskID) of the lead:process task; empty
 	// for a duplicate or a replay.
 	OutboxID string
@@ -119,15 +121,15 @@ func submitLead(ctx context.Context, tx pgx.Tx, l NewLead, now time.Time, taskTy
 	if _, err := tx.Exec(ctx, "select pg_advisory_xact_lock($1)", lockKey("lead", norm, l.Course)); err != nil {
 		return err
 	}
-	var existing string
+	var existing, status string
 	err := tx.QueryRow(ctx, `
-		select id::text from cepjobs.leads
+		select id::text, status from cepjobs.leads
 		where email_normalized = $1 and course = $2 and received_at > $3
 		order by received_at desc limit 1`,
-		norm, l.Course, now.Add(-DuplicateWindow)).Scan(&existing)
+		norm, l.Course, now.Add(-DuplicateWindow)).Scan(&existing, &status)
 	switch {
 	case err == nil:
-		res.LeadID, res.Duplicate = existing, true
+		res.LeadID, res.Duplicate, res.Status = existing, true, status
 		return nil
 	case err != pgx.ErrNoRows:
 		return err
@@ -174,19 +176,38 @@ func submitLead(ctx context.Context, tx pgx.Tx, l NewLead, now time.Time, taskTy
 	if err != nil {
 		return err
 	}
-	res.LeadID, res.OutboxID = id.String(), outboxID
+	res.LeadID, res.OutboxID, res.Status = id.String(), outboxID, LeadQueued
 	return nil
+}
+
+// LookupIdempotency returns the stored answer for a key seen before, nil for
+// a new key, or ErrIdempotencyConflict when the key came with another
+// request. It takes no lock: SubmitLead checks again under one.
+func (s *Store) LookupIdempotency(ctx context.Context, idem *Idempotency) (*Response, error) {
+	r, err := readIdempotency(ctx, s.pool, idem)
+	if err != nil && err != ErrIdempotencyConflict {
+		return nil, fmt.Errorf("lookup idempotency key: %w", err)
+	}
+	return r, err
 }
 
 func lookupIdempotency(ctx context.Context, tx pgx.Tx, idem *Idempotency) (*Response, error) {
 	if _, err := tx.Exec(ctx, "select pg_advisory_xact_lock($1)", lockKey("idem", idem.Principal, idem.Key)); err != nil {
 		return nil, err
 	}
+	return readIdempotency(ctx, tx, idem)
+}
+
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func readIdempotency(ctx context.Context, q querier, idem *Idempotency) (*Response, error) {
 	var (
 		hash []byte
 		resp Response
 	)
-	err := tx.QueryRow(ctx, `
+	err := q.QueryRow(ctx, `
 		select request_hash, status_code, response_body from cepjobs.idempotency_keys
 		where principal = $1 and key = $2`, idem.Principal, idem.Key).Scan(&hash, &resp.Status, &resp.Body)
 	if err == pgx.ErrNoRows {

@@ -1,0 +1,94 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/cepcomunicacion/cepjobs/internal/hcaptcha"
+	"github.com/cepcomunicacion/cepjobs/store"
+)
+
+// Problem is an RFC 9457 problem details body.
+type Problem struct {
+	Type      string       `json:"type"`
+	Title     string       `json:"title"`
+	Status    int          `json:"status"`
+	Detail    string       `json:"detail,omitempty"`
+	Instance  string       `json:"instance,omitempty"`
+	RequestID string       `json:"request_id,omitempty"`
+	Errors    []FieldError `json:"errors,omitempty"`
+
+	retryAfter time.Duration
+	header     http.Header
+}
+
+// FieldError names one bad field of a request body, as a JSON path
+// ("consent.privacy").
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+func (p *Problem) Error() string { return fmt.Sprintf("%d %s: %s", p.Status, p.Title, p.Detail) }
+
+func problem(status int, detail string) *Problem {
+	return &Problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
+}
+
+func validationProblem(errs []FieldError) *Problem {
+	p := problem(http.StatusUnprocessableEntity, "the request body has invalid fields; see errors")
+	p.Type = "https://cepjobs.dev/problems/validation"
+	p.Errors = errs
+	return p
+}
+
+// toProblem is the one place an error becomes an HTTP status.
+func toProblem(err error) *Problem {
+	var p *Problem
+	switch {
+	case errors.As(err, &p):
+		return p
+	case errors.Is(err, store.ErrNotFound):
+		return problem(http.StatusNotFound, "no such resource")
+	case errors.Is(err, store.ErrIdempotencyConflict):
+		p := problem(http.StatusConflict, "this Idempotency-Key was used with a different request; use a new key for a new request")
+		p.Type = "https://cepjobs.dev/problems/idempotency-conflict"
+		return p
+	case errors.Is(err, hcaptcha.ErrRejected):
+		return validationProblem([]FieldError{{Field: "captcha_token", Message: "captcha verification failed"}})
+	case errors.Is(err, hcaptcha.ErrUnavailable):
+		p := problem(http.StatusServiceUnavailable, "captcha verification is unavailable right now; nothing was stored, retry later")
+		p.retryAfter = 5 * time.Second
+		return p
+	case errors.Is(err, errShuttingDown):
+		p := problem(http.StatusServiceUnavailable, "the server is shutting down; retry")
+		p.retryAfter = time.Second
+		return p
+	default:
+		p := problem(http.StatusInternalServerError, "internal error; nothing was lost if the answer was not 2xx, retry with the same Idempotency-Key")
+		return p
+	}
+}
+
+var errShuttingDown = errors.New("shutting down")
+
+func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
+	p.Instance = r.URL.Path
+	p.RequestID = requestIDFrom(r.Context())
+	for k, vs := range p.header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	if p.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((p.retryAfter+time.Second-1)/time.Second)))
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}

@@ -1,0 +1,254 @@
+// Package outbox moves tasks from the Postgres outbox into Redis. A request
+// that wrote an outbox row dispatches it at once (Dispatcher.Now); the Relay
+// re-sends whatever did not get through, for as long as it takes Redis to
+// come back. Every send uses the row id as asynq TaskID, so a row sent twice
+// (request and relay racing, a crash between enqueue and the dispatched
+// mark) is one task.
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cepcomunicacion/cepjobs/store"
+	"github.com/cepcomunicacion/cepjobs/tasks"
+)
+
+// outboxStore is what the dispatcher needs of the database.
+type outboxStore interface {
+	MarkDispatched(ctx context.Context, id string, now time.Time) error
+	DeferDispatch(ctx context.Context, id, reason string, retryAt time.Time) error
+	RelayOutbox(ctx context.Context, now time.Time, limit int, dispatch func(context.Context, store.OutboxRow) store.DispatchResult) (int, int, error)
+	OutboxBacklog(ctx context.Context, now time.Time) (int, time.Duration, error)
+}
+
+// enqueuer is the part of *asynq.Client used here.
+type enqueuer interface {
+	EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// Metrics counts dispatches. Register it once per process.
+type Metrics struct {
+	dispatched *prometheus.CounterVec
+	errors     *prometheus.CounterVec
+}
+
+// NewMetrics registers the outbox metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		dispatched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cepjobs_outbox_dispatched_total",
+			Help: "Outbox rows enqueued into Redis, by path (inline right after the request, or relay).",
+		}, []string{"path"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cepjobs_enqueue_errors_total",
+			Help: "Failed attempts to enqueue an outbox row into Redis, by task type.",
+		}, []string{"task_type"}),
+	}
+	reg.MustRegister(m.dispatched, m.errors)
+	return m
+}
+
+// Dispatcher enqueues outbox rows.
+type Dispatcher struct {
+	store   outboxStore
+	client  enqueuer
+	log     *slog.Logger
+	metrics *Metrics
+	now     func() time.Time
+
+	// downUntil is set after a failed inline enqueue: until then requests
+	// leave their rows to the relay instead of each waiting on a dead Redis.
+	downUntil atomic.Int64
+}
+
+// NewDispatcher returns a Dispatcher. now may be nil (time.Now).
+func NewDispatcher(s outboxStore, client enqueuer, log *slog.Logger, m *Metrics, now func() time.Time) *Dispatcher {
+	if now == nil {
+		now = time.Now
+	}
+	return &Dispatcher{store: s, client: client, log: log, metrics: m, now: now}
+}
+
+// inlineTimeout bounds the enqueue a request waits for: Redis answers in
+// well under a millisecond when healthy; anything slower goes to the relay.
+const inlineTimeout = 500 * time.Millisecond
+
+// Now enqueues a freshly written row right away. It never fails the
+// request: on any error the row is left for the relay, due immediately.
+func (d *Dispatcher) Now(ctx context.Context, id, taskType string, payload []byte) {
+	now := d.now()
+	if now.UnixNano() < d.downUntil.Load() {
+		d.deferRow(ctx, id, "redis unavailable: left to the relay", now)
+		return
+	}
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inlineTimeout)
+	err := d.enqueue(ectx, id, taskType, payload)
+	cancel()
+	if err != nil {
+		d.downUntil.Store(now.Add(time.Second).UnixNano())
+		d.metrics.errors.WithLabelValues(taskType).Inc()
+		d.log.Warn("enqueue failed, left to the outbox relay", "outbox_id", id, "task_type", taskType, "err", err)
+		d.deferRow(ctx, id, err.Error(), now)
+		return
+	}
+	d.metrics.dispatched.WithLabelValues("inline").Inc()
+	// The request must not lose its row to a cancelled context now: the
+	// task is in Redis and only the mark is missing.
+	if err := d.store.MarkDispatched(context.WithoutCancel(ctx), id, d.now()); err != nil {
+		// The relay will send it again; asynq will refuse the duplicate TaskID.
+		d.log.Warn("mark outbox row dispatched", "outbox_id", id, "err", err)
+	}
+}
+
+func (d *Dispatcher) deferRow(ctx context.Context, id, reason string, now time.Time) {
+	if err := d.store.DeferDispatch(context.WithoutCancel(ctx), id, reason, now); err != nil {
+		// Still safe: the row keeps its original available_at and the relay
+		// takes it after the inline grace.
+		d.log.Warn("defer outbox row", "outbox_id", id, "err", err)
+	}
+}
+
+func (d *Dispatcher) enqueue(ctx context.Context, id, taskType string, payload []byte) error {
+	t, err := tasks.Build(taskType, payload, id)
+	if err != nil {
+		return err
+	}
+	_, err = d.client.EnqueueContext(ctx, t)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		// Sent before: by the other path, or before a crash.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("enqueue %s: %w", taskType, err)
+	}
+	return nil
+}
+
+// Relay re-sends undispatched rows until its context ends.
+type Relay struct {
+	d        *Dispatcher
+	interval time.Duration
+	batch    int
+}
+
+// NewRelay returns a relay polling every interval, batch rows at a time.
+func NewRelay(d *Dispatcher, interval time.Duration, batch int) *Relay {
+	return &Relay{d: d, interval: interval, batch: batch}
+}
+
+// Run relays until ctx is done. Several relays (one per intake replica) may
+// run at once: each claims rows with SKIP LOCKED.
+func (r *Relay) Run(ctx context.Context) {
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	for {
+		for {
+			sent, err := r.Once(ctx)
+			if err != nil || sent < r.batch {
+				break // a full batch means more may be due: go again at once
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Once relays one batch and returns how many rows reached Redis.
+func (r *Relay) Once(ctx context.Context) (int, error) {
+	d := r.d
+	now := d.now()
+	redisDown := false
+	sent, failed, err := d.store.RelayOutbox(ctx, now, r.batch, func(ctx context.Context, row store.OutboxRow) store.DispatchResult {
+		if redisDown {
+			// One failure per batch is enough to know; don't wait out a
+			// timeout for every row.
+			return store.DispatchResult{Err: errors.New("redis unavailable"), RetryAt: retryAt(now, row.Attempts)}
+		}
+		ectx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := d.enqueue(ectx, row.ID, row.TaskType, row.Payload); err != nil {
+			redisDown = true
+			d.metrics.errors.WithLabelValues(row.TaskType).Inc()
+			return store.DispatchResult{Err: err, RetryAt: retryAt(now, row.Attempts)}
+		}
+		return store.DispatchResult{}
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("outbox relay", "err", err)
+		}
+		return 0, err
+	}
+	if sent > 0 {
+		d.metrics.dispatched.WithLabelValues("relay").Add(float64(sent))
+		d.downUntil.Store(0) // Redis answers again
+		d.log.Info("outbox relay sent tasks", "sent", sent, "failed", failed)
+	}
+	if failed > 0 {
+		d.log.Warn("outbox relay could not reach redis", "failed", failed)
+	}
+	return sent, nil
+}
+
+// retryAt backs off a row that keeps failing, up to 30 s, with jitter so
+// replicas don't hammer a recovering Redis in step.
+func retryAt(now time.Time, attempts int) time.Time {
+	d := 250 * time.Millisecond << min(attempts, 7)
+	d = min(d, 30*time.Second)
+	return now.Add(d/2 + rand.N(d/2+1))
+}
+
+// BacklogCollector exports the outbox backlog, read from the database at
+// scrape time.
+type BacklogCollector struct {
+	store   outboxStore
+	now     func() time.Time
+	size    *prometheus.Desc
+	age     *prometheus.Desc
+	scrapeE *prometheus.Desc
+}
+
+// NewBacklogCollector returns a collector; register it with the metrics
+// registry.
+func NewBacklogCollector(s outboxStore) *BacklogCollector {
+	return &BacklogCollector{
+		store:   s,
+		now:     time.Now,
+		size:    prometheus.NewDesc("cepjobs_outbox_backlog", "Outbox rows not yet enqueued into Redis.", nil, nil),
+		age:     prometheus.NewDesc("cepjobs_outbox_oldest_seconds", "Age of the oldest outbox row not yet enqueued.", nil, nil),
+		scrapeE: prometheus.NewDesc("cepjobs_outbox_backlog_up", "1 when the backlog could be read from Postgres.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *BacklogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.size
+	ch <- c.age
+	ch <- c.scrapeE
+}
+
+// Collect implements prometheus.Collector.
+func (c *BacklogCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n, oldest, err := c.store.OutboxBacklog(ctx, c.now())
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(c.scrapeE, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.scrapeE, prometheus.GaugeValue, 1)
+	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, oldest.Seconds())
+}

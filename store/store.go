@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -71,4 +72,17 @@ func (s *Store) Ping(ctx context.Context) error {
 		return fmt.Errorf("ping postgres: %w", err)
 	}
 	return nil
+}
+
+// ServerVersion returns the server's version number (e.g. 150004).
+func (s *Store) ServerVersion(ctx context.Context) (int, error) {
+	var v string
+	if err := s.pool.QueryRow(ctx, "show server_version_num").Scan(&v); err != nil {
+		return 0, fmt.Errorf("server version: %w", err)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("server version: %q is not a number", v)
+	}
+	return n, nil
 }

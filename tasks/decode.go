@@ -42,4 +42,3 @@ func validUUID(field, v string) error {
 	}
 	return nil
 }
-

@@ -69,7 +69,7 @@ func NewIntake(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Int
 		return nil, fmt.Errorf("start intake: REDIS_URL: %w", err)
 	}
 	in.redis = redisconn.Client(opt)
-	if err := redisconn.Ping(ctx, in.redis, 2*time.Second); err != nil {
+	if err := outbox.AnnounceQueues(ctx, in.redis); err != nil {
 		log.Warn("redis does not answer yet; leads are accepted and kept in the outbox until it does", "redis", redisconn.Redact(cfg.Redis.URL), "err", err)
 	}
 	in.client = asynq.NewClientFromRedisClient(in.redis)
@@ -78,6 +78,11 @@ func NewIntake(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Int
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(outbox.NewBacklogCollector(in.store))
 	dispatch := outbox.NewDispatcher(in.store, in.client, log, outbox.NewMetrics(reg), nil)
+	dispatch.OnRecovery(func(ctx context.Context) {
+		if err := outbox.AnnounceQueues(ctx, in.redis); err != nil {
+			log.Warn("announce queues", "err", err)
+		}
+	})
 	in.relay = outbox.NewRelay(dispatch, cfg.Outbox.Interval, cfg.Outbox.Batch)
 
 	var captcha *hcaptcha.Verifier
@@ -125,6 +130,7 @@ func (in *Intake) Run(ctx context.Context) error {
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { in.relay.Run(relayCtx) })
+	wg.Go(func() { in.announceQueues(relayCtx) })
 	defer func() {
 		stopRelay()
 		wg.Wait()
@@ -152,6 +158,23 @@ func (in *Intake) Run(ctx context.Context) error {
 	}
 	in.log.Info("intake stopped")
 	return nil
+}
+
+// announceQueues keeps the queue list in Redis even if Redis restarts empty
+// while no enqueue fails (see outbox.AnnounceQueues).
+func (in *Intake) announceQueues(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := outbox.AnnounceQueues(ctx, in.redis); err != nil && ctx.Err() == nil {
+				in.log.Debug("announce queues", "err", err)
+			}
+		}
+	}
 }
 
 func (in *Intake) close() {

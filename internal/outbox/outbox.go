@@ -68,6 +68,22 @@ type Dispatcher struct {
 	// downUntil is set after a failed inline enqueue: until then requests
 	// leave their rows to the relay instead of each waiting on a dead Redis.
 	downUntil atomic.Int64
+	// outage is set by any failed enqueue and cleared, calling onRecovery,
+	// by the first success after it.
+	outage     atomic.Bool
+	onRecovery func(context.Context)
+}
+
+// OnRecovery sets a function called once each time Redis takes tasks again
+// after failing; the intake re-announces its queues there.
+func (d *Dispatcher) OnRecovery(f func(context.Context)) { d.onRecovery = f }
+
+func (d *Dispatcher) failed() { d.outage.Store(true) }
+
+func (d *Dispatcher) succeeded(ctx context.Context) {
+	if d.outage.CompareAndSwap(true, false) && d.onRecovery != nil {
+		d.onRecovery(ctx)
+	}
 }
 
 // NewDispatcher returns a Dispatcher. now may be nil (time.Now).
@@ -94,12 +110,14 @@ func (d *Dispatcher) Now(ctx context.Context, id, taskType string, payload []byt
 	err := d.enqueue(ectx, id, taskType, payload)
 	cancel()
 	if err != nil {
+		d.failed()
 		d.downUntil.Store(now.Add(time.Second).UnixNano())
 		d.metrics.errors.WithLabelValues(taskType).Inc()
 		d.log.Warn("enqueue failed, left to the outbox relay", "outbox_id", id, "task_type", taskType, "err", err)
 		d.deferRow(ctx, id, err.Error(), now)
 		return
 	}
+	d.succeeded(ctx)
 	d.metrics.dispatched.WithLabelValues("inline").Inc()
 	// The request must not lose its row to a cancelled context now: the
 	// task is in Redis and only the mark is missing.
@@ -179,10 +197,12 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 		ectx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		if err := d.enqueue(ectx, row.ID, row.TaskType, row.Payload); err != nil {
+			d.failed()
 			redisDown = true
 			d.metrics.errors.WithLabelValues(row.TaskType).Inc()
 			return store.DispatchResult{Err: err, RetryAt: retryAt(now, row.Attempts)}
 		}
+		d.succeeded(ctx)
 		return store.DispatchResult{}
 	})
 	if err != nil {

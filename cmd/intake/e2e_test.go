@@ -201,9 +201,9 @@ func lead() map[string]any {
 		"email": fmt.Sprintf("ana.e2e.%d.%d@example.com", time.Now().UnixNano(), n),
 		"phone": "+34600111222", "course": "tecnico-marketing-digital", "campaign": "meta-otono-2026",
 		"site": "sevilla", "source": "web-form", "message": "…",
-		"utm":     map[string]any{"source": "facebook", "medium": "cpc", "campaign": "otono"},
-		"consent": map[string]any{"privacy": true, "marketing": false, "text_version": "2026-01", "accepted_at": "2026-11-27T10:00:00Z"},
-		"client":  map[string]any{"ip": "203.0.113.7", "user_agent": "Mozilla/5.0"},
+		"utm":           map[string]any{"source": "facebook", "medium": "cpc", "campaign": "otono"},
+		"consent":       map[string]any{"privacy": true, "marketing": false, "text_version": "2026-01", "accepted_at": "2026-11-27T10:00:00Z"},
+		"client":        map[string]any{"ip": "203.0.113.7", "user_agent": "Mozilla/5.0"},
 		"captcha_token": "…",
 	}
 }

@@ -267,12 +267,19 @@ type LeadStatus struct {
 
 // Delivery is the record of one channel of one lead.
 type Delivery struct {
-	Channel     string
-	Status      string
-	Attempts    int
-	LastError   string
-	UpdatedAt   time.Time
-	DeliveredAt *time.Time
+	Channel   string
+	Status    string
+	Attempts  int
+	LastError string
+	// Reason says why a channel was skipped or failed.
+	Reason    string
+	VendorRef string
+	// Detail is the channel's own progress record (JSON).
+	Detail json.RawMessage
+	// AttemptStartedAt is set before each vendor call.
+	AttemptStartedAt *time.Time
+	UpdatedAt        time.Time
+	DeliveredAt      *time.Time
 }
 
 // LeadStatus returns a lead's status and deliveries, or ErrNotFound.
@@ -288,17 +295,7 @@ func (s *Store) LeadStatus(ctx context.Context, id string) (LeadStatus, error) {
 	if err != nil {
 		return LeadStatus{}, fmt.Errorf("lead status: %w", mapErr(err))
 	}
-	rows, err := s.pool.Query(ctx, `
-		select channel, status, attempts, coalesce(last_error, ''), updated_at, delivered_at
-		from cepjobs.lead_deliveries where lead_id = $1 order by channel`, id)
-	if err != nil {
-		return LeadStatus{}, fmt.Errorf("lead status: %w", err)
-	}
-	ls.Deliveries, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) {
-		var d Delivery
-		err := r.Scan(&d.Channel, &d.Status, &d.Attempts, &d.LastError, &d.UpdatedAt, &d.DeliveredAt)
-		return d, err
-	})
+	ls.Deliveries, err = deliveries(ctx, s.pool, id)
 	if err != nil {
 		return LeadStatus{}, fmt.Errorf("lead status: %w", err)
 	}

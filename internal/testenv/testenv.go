@@ -30,6 +30,9 @@ const (
 	RedisDBDevenv   = 6
 	RedisDBHandlers = 7
 	RedisDBSched    = 8
+	RedisDBRateLim  = 9
+	RedisDBWorkers  = 10
+	RedisDBBackup   = 11
 )
 
 // AdminURL is the server tests create their databases on.

@@ -1,0 +1,61 @@
+package handlers
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// AutomationConfig tunes worker-automation.
+type AutomationConfig struct {
+	Concurrency       int           `env:"CEPJOBS_AUTOMATION_CONCURRENCY" default:"20"`
+	MetricsAddr       string        `env:"CEPJOBS_AUTOMATION_METRICS_ADDR" default:":9101"`
+	ShutdownTimeout   time.Duration `env:"CEPJOBS_WORKER_SHUTDOWN_TIMEOUT" default:"25s"`
+	TaskCheckInterval time.Duration `env:"CEPJOBS_TASK_CHECK_INTERVAL" default:"100ms"`
+	// Per-vendor limits, requests per second, shared by every replica.
+	RateMailchimp float64 `env:"CEPJOBS_RATE_MAILCHIMP" default:"10"`
+	RateMandrill  float64 `env:"CEPJOBS_RATE_MANDRILL" default:"20"`
+	RateMeta      float64 `env:"CEPJOBS_RATE_META" default:"50"`
+	RateSMTP      float64 `env:"CEPJOBS_RATE_SMTP" default:"10"`
+	// LeadLink is the link sales get in WhatsApp; {id} and {external_id}
+	// are replaced.
+	LeadLink string `env:"CEPJOBS_LEAD_LINK" default:"https://cepcomunicacion.com/admin/collections/leads/{external_id}"`
+}
+
+// Validate reports every problem.
+func (c AutomationConfig) Validate() error {
+	var errs []error
+	if c.Concurrency < 1 || c.Concurrency > 1000 {
+		errs = append(errs, errors.New("CEPJOBS_AUTOMATION_CONCURRENCY: must be between 1 and 1000"))
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("CEPJOBS_AUTOMATION_METRICS_ADDR: want host:port or :port, got %q", c.MetricsAddr))
+		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("CEPJOBS_WORKER_SHUTDOWN_TIMEOUT: must be positive"))
+	}
+	if c.TaskCheckInterval < time.Millisecond {
+		errs = append(errs, errors.New("CEPJOBS_TASK_CHECK_INTERVAL: must be at least 1ms"))
+	}
+	for name, r := range map[string]float64{"CEPJOBS_RATE_MAILCHIMP": c.RateMailchimp, "CEPJOBS_RATE_MANDRILL": c.RateMandrill, "CEPJOBS_RATE_META": c.RateMeta, "CEPJOBS_RATE_SMTP": c.RateSMTP} {
+		if r < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative (0 means unlimited)", name))
+		}
+	}
+	if !strings.HasPrefix(c.LeadLink, "https://") && !strings.HasPrefix(c.LeadLink, "http://") {
+		errs = append(errs, errors.New("CEPJOBS_LEAD_LINK: want an http(s) URL with {id} or {external_id}"))
+	}
+	return errors.Join(errs...)
+}
+
+// LinkFor is the lead's link for sales.
+func (c AutomationConfig) LinkFor(id, externalID string) string {
+	if externalID == "" {
+		externalID = id
+	}
+	return strings.NewReplacer("{id}", id, "{external_id}", externalID).Replace(c.LeadLink)
+}

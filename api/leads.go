@@ -343,6 +343,7 @@ type deliveryResponse struct {
 	Channel     string     `json:"channel"`
 	Status      string     `json:"status"`
 	Attempts    int        `json:"attempts"`
+	Reason      string     `json:"reason,omitempty"`
 	LastError   string     `json:"last_error,omitempty"`
 	UpdatedAt   time.Time  `json:"updated_at"`
 	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
@@ -363,7 +364,7 @@ func (s *Server) handleGetLead() http.Handler {
 			ReceivedAt: ls.ReceivedAt.UTC(), UpdatedAt: ls.UpdatedAt.UTC(), Deliveries: []deliveryResponse{}}
 		for _, d := range ls.Deliveries {
 			out.Deliveries = append(out.Deliveries, deliveryResponse{Channel: d.Channel, Status: d.Status, Attempts: d.Attempts,
-				LastError: d.LastError, UpdatedAt: d.UpdatedAt.UTC(), DeliveredAt: d.DeliveredAt})
+				Reason: d.Reason, LastError: d.LastError, UpdatedAt: d.UpdatedAt.UTC(), DeliveredAt: d.DeliveredAt})
 		}
 		writeJSON(w, http.StatusOK, out)
 	})

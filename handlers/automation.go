@@ -11,7 +11,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cepcomunicacion/cepjobs/internal/ratelimit"
 	"github.com/cepcomunicacion/cepjobs/internal/vendor"
 	"github.com/cepcomunicacion/cepjobs/store"
 	"github.com/cepcomunicacion/cepjobs/tasks"
@@ -206,10 +205,8 @@ func (a *Automation) deliverLead(ctx context.Context, t *asynq.Task) error {
 		}
 		return fmt.Errorf("deliver %s: %w: %w", ch, err, asynq.SkipRetry)
 	default:
-		retried, _ := asynq.GetRetryCount(ctx)
-		maxRetry, _ := asynq.GetMaxRetry(ctx)
 		o := store.DeliveryOutcome{Error: err.Error()}
-		if finalAttempt(retried, maxRetry, err) {
+		if final, retried := finalAttempt(ctx, err); final {
 			o.Status, o.Reason = store.DeliveryFailed, fmt.Sprintf("gave up after %d attempts", retried+1)
 		}
 		if ferr := a.finish(context.WithoutCancel(ctx), p, o); ferr != nil {
@@ -273,10 +270,8 @@ func (a *Automation) sendEmail(ctx context.Context, t *asynq.Task) error {
 		}
 		return fmt.Errorf("send email %s: %w: %w", e.ID, err, asynq.SkipRetry)
 	default:
-		retried, _ := asynq.GetRetryCount(ctx)
-		maxRetry, _ := asynq.GetMaxRetry(ctx)
 		status := ""
-		if finalAttempt(retried, maxRetry, err) {
+		if final, _ := finalAttempt(ctx, err); final {
 			status = store.EmailFailed
 		}
 		if rerr := a.d.Store.RecordEmail(context.WithoutCancel(ctx), e.ID, status, "", err.Error(), now); rerr != nil {
@@ -313,5 +308,3 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.deliveries, m.vendorLatency, m.emails)
 	return m
 }
-
-var _ = ratelimit.Throttled{}

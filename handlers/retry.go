@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"time"
@@ -48,7 +49,10 @@ func waitFor(err error) (time.Duration, bool) {
 
 // finalAttempt reports whether a failing attempt is the task's last: its
 // failure will archive the task, so the delivery must be recorded as failed
-// rather than left pending forever.
-func finalAttempt(retried, maxRetry int, err error) bool {
-	return retried >= maxRetry && IsFailure(err)
+// rather than left pending forever. Outside an asynq server (no retry
+// metadata in ctx) no attempt is the last.
+func finalAttempt(ctx context.Context, err error) (bool, int) {
+	retried, ok1 := asynq.GetRetryCount(ctx)
+	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
+	return ok1 && ok2 && retried >= maxRetry && IsFailure(err), retried
 }

@@ -55,7 +55,8 @@ type Params struct {
 	Location *time.Location
 	// Grace is how late a slot may still be enqueued: on start, the latest
 	// missed slot of each entry is fired if it is at most Grace old, and a
-	// failed enqueue is retried for at most Grace. Zero turns both off.
+	// failed enqueue is retried until the slot is Grace old or the entry's
+	// next slot comes, whichever is first. Zero turns both off.
 	Grace time.Duration
 }
 
@@ -152,9 +153,12 @@ func New(p Params) (*Scheduler, error) {
 }
 
 // Run fires the latest missed slot of each entry that is within its grace,
-// then fires slots as they come until ctx is done. It returns once every
-// started enqueue has finished; an enqueue in flight is allowed to complete
-// so a shutdown at 03:00:00 does not lose the 03:00 slot.
+// then fires slots as they come until ctx is done. The catch-up pass is made
+// even if ctx is already done. Run returns once every started enqueue has
+// finished: an attempt in flight may complete (bounded by a timeout) so a
+// shutdown at 03:00:00 does not lose the 03:00 slot, but no retry starts
+// after ctx is done. The error is non-nil only for a Scheduler without an
+// Enqueuer.
 func (s *Scheduler) Run(ctx context.Context) error {
 	if s.enq == nil {
 		return errors.New("run scheduler: no enqueuer")

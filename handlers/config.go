@@ -22,6 +22,12 @@ type AutomationConfig struct {
 	// LeadLink is the link sales get in WhatsApp; {id} and {external_id}
 	// are replaced.
 	LeadLink string `env:"CEPJOBS_LEAD_LINK" default:"https://cepcomunicacion.com/admin/collections/leads/{external_id}"`
+	// SiteURL is the event_source_url of Meta events (the site the forms
+	// are on).
+	SiteURL string `env:"CEPJOBS_SITE_URL" default:"https://cepcomunicacion.com"`
+	// MetaNeedsMarketingConsent keeps leads without marketing consent out
+	// of the Conversions API.
+	MetaNeedsMarketingConsent bool `env:"CEPJOBS_META_REQUIRES_MARKETING_CONSENT" default:"true"`
 }
 
 // Validate reports every problem.
@@ -48,6 +54,9 @@ func (c AutomationConfig) Validate() error {
 	}
 	if !strings.HasPrefix(c.LeadLink, "https://") && !strings.HasPrefix(c.LeadLink, "http://") {
 		errs = append(errs, errors.New("CEPJOBS_LEAD_LINK: want an http(s) URL with {id} or {external_id}"))
+	}
+	if !strings.HasPrefix(c.SiteURL, "https://") && !strings.HasPrefix(c.SiteURL, "http://") {
+		errs = append(errs, errors.New("CEPJOBS_SITE_URL: want an http(s) URL"))
 	}
 	return errors.Join(errs...)
 }

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"time"
@@ -48,7 +47,9 @@ func runDev(ctx context.Context, e env, rest []string) error {
 	}()
 
 	overrides := []string{"REDIS_URL=" + servers.RedisURL, "DATABASE_URL=" + servers.DatabaseURL,
-		"CEPJOBS_LOG_FORMAT=" + orDefault(get("CEPJOBS_LOG_FORMAT"), "text")}
+		"CEPJOBS_LOG_FORMAT=" + orDefault(get("CEPJOBS_LOG_FORMAT"), "text"),
+		// Workers share the process: their metrics go on free ports.
+		"CEPJOBS_AUTOMATION_METRICS_ADDR=" + orDefault(get("CEPJOBS_AUTOMATION_METRICS_ADDR"), "127.0.0.1:0")}
 	var token, dashPassword string
 	if get("CEPJOBS_API_TOKENS") == "" {
 		token = "dev-" + randomHex(16)
@@ -72,11 +73,39 @@ func runDev(ctx context.Context, e env, rest []string) error {
 	if err != nil {
 		return err
 	}
-	printBanner(e.stdout, in.Addr(), servers, cfg, token, dashPassword)
-	return in.Run(ctx)
+	automation, err := fleet.NewAutomationWorker(ctx, cfg, log.With("process", "worker-automation"))
+	if err != nil {
+		return err
+	}
+	printBanner(e.stdout, in.Addr(), servers, cfg, token, dashPassword, automation.MetricsAddr())
+	return runAll(ctx, in.Run, automation.Run)
 }
 
-func printBanner(w io.Writer, addr string, servers *devenv.Env, cfg config.Config, token, dashPassword string) {
+// runAll runs every process until ctx ends or one of them fails; a failure
+// stops the others, and every process shuts down gracefully.
+func runAll(ctx context.Context, procs ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(procs))
+	for _, p := range procs {
+		go func() {
+			err := p(ctx)
+			if err != nil {
+				cancel()
+			}
+			errc <- err
+		}()
+	}
+	var first error
+	for range procs {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func printBanner(w io.Writer, addr string, servers *devenv.Env, cfg config.Config, token, dashPassword, automationMetrics string) {
 	host, port, _ := net.SplitHostPort(addr)
 	if host == "" || host == "::" || host == "0.0.0.0" {
 		host = "localhost"
@@ -85,7 +114,7 @@ func printBanner(w io.Writer, addr string, servers *devenv.Env, cfg config.Confi
 	fmt.Fprintf(w, "\ncepjobs dev is running (Ctrl-C stops it)\n\n")
 	fmt.Fprintf(w, "  API         %s/v1/leads\n", base)
 	fmt.Fprintf(w, "  dashboard   %s/monitoring/\n", base)
-	fmt.Fprintf(w, "  metrics     %s/metrics\n", base)
+	fmt.Fprintf(w, "  metrics     %s/metrics (intake), http://%s/metrics (worker-automation)\n", base, automationMetrics)
 	fmt.Fprintf(w, "  redis       %s  (%s)\n", config.RedactURL(servers.RedisURL), servers.RedisOrigin)
 	fmt.Fprintf(w, "  postgres    %s  (%s)\n\n", config.RedactURL(servers.DatabaseURL), servers.DatabaseOrigin)
 	if token != "" {
@@ -104,8 +133,28 @@ func printBanner(w io.Writer, addr string, servers *devenv.Env, cfg config.Confi
 	}
 	fmt.Fprintf(w, "\n  try it:\n    curl -s -X POST %s/v1/leads -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \\\n", base, tok)
 	fmt.Fprintf(w, "      -d '{\"first_name\":\"Ana\",\"email\":\"ana@example.com\",\"course\":\"tecnico-marketing-digital\",\"source\":\"web-form\",\"consent\":{\"privacy\":true,\"text_version\":\"2026-01\"}}'\n\n")
-	fmt.Fprintf(w, "  running: intake (API, dashboard, outbox relay). Not built yet: worker-automation,\n")
-	fmt.Fprintf(w, "  worker-llm, worker-stats, scheduler; lead:process tasks wait in the critical queue.\n\n")
+	fmt.Fprintf(w, "  running: intake (API, dashboard, outbox relay), worker-automation (channels on: %s).\n", channelsOn(cfg))
+	fmt.Fprintf(w, "  Not built yet: worker-llm, worker-stats, scheduler.\n\n")
+}
+
+func channelsOn(cfg config.Config) string {
+	var on []string
+	if cfg.Mailchimp.Enabled() {
+		on = append(on, "mailchimp")
+	}
+	if cfg.SMTP.Enabled() || cfg.Mandrill.Enabled() {
+		on = append(on, "welcome_email")
+	}
+	if cfg.Meta.Enabled() {
+		on = append(on, "meta")
+	}
+	if cfg.WhatsApp.Enabled() {
+		on = append(on, "whatsapp")
+	}
+	if len(on) == 0 {
+		return "none: every channel is recorded as skipped; see README to connect vendor accounts"
+	}
+	return strings.Join(on, ", ")
 }
 
 func lookup(environ []string) func(string) string {
@@ -129,5 +178,3 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
-
-var _ = slog.LevelInfo

@@ -138,7 +138,7 @@ func TestDevRunsTheFleet(t *testing.T) {
 		if m := loginRE.FindStringSubmatch(line); m != nil {
 			user, pass = m[1], m[2]
 		}
-		if strings.Contains(line, "lead:process tasks wait") {
+		if strings.Contains(line, "Not built yet") {
 			break
 		}
 	}

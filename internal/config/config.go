@@ -14,8 +14,15 @@ import (
 	"time"
 
 	"github.com/cepcomunicacion/cepjobs/api"
+	"github.com/cepcomunicacion/cepjobs/handlers"
 	"github.com/cepcomunicacion/cepjobs/internal/hcaptcha"
+	"github.com/cepcomunicacion/cepjobs/internal/mailchimp"
+	"github.com/cepcomunicacion/cepjobs/internal/mandrill"
+	"github.com/cepcomunicacion/cepjobs/internal/meta"
 	"github.com/cepcomunicacion/cepjobs/internal/redisconn"
+	"github.com/cepcomunicacion/cepjobs/internal/smtpmail"
+	"github.com/cepcomunicacion/cepjobs/internal/whatsapp"
+	"github.com/cepcomunicacion/cepjobs/scheduler"
 	"github.com/cepcomunicacion/cepjobs/store"
 )
 
@@ -27,6 +34,14 @@ type Config struct {
 	Captcha hcaptcha.Config
 	Outbox  OutboxConfig
 	Log     LogConfig
+
+	Automation handlers.AutomationConfig
+	Mailchimp  mailchimp.Config
+	Mandrill   mandrill.Config
+	SMTP       smtpmail.Config
+	Meta       meta.Config
+	WhatsApp   whatsapp.Config
+	Scheduler  scheduler.Config
 
 	env map[string]string
 }
@@ -120,7 +135,8 @@ func Load(environ []string) (Config, error) {
 		bad[name] = true
 	}
 	// Every Validate error starts with the variable's name.
-	for _, part := range []interface{ Validate() error }{c.Redis, c.Store, c.API, c.Captcha, c.Outbox, c.Log} {
+	for _, part := range []interface{ Validate() error }{c.Redis, c.Store, c.API, c.Captcha, c.Outbox, c.Log,
+		c.Automation, c.Mailchimp, c.Mandrill, c.SMTP, c.Meta, c.WhatsApp, c.Scheduler} {
 		for _, e := range splitJoined(part.Validate()) {
 			name, _, _ := strings.Cut(e.Error(), ":")
 			if !bad[name] {

@@ -41,13 +41,16 @@ type Error struct {
 func (e *Error) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s: ", e.Vendor, e.Op)
-	if e.Status != 0 {
+	switch {
+	case e.Status != 0:
 		fmt.Fprintf(&b, "HTTP %d", e.Status)
-	} else {
+		if e.Code != "" {
+			fmt.Fprintf(&b, " %s", e.Code)
+		}
+	case e.Code != "":
+		b.WriteString(e.Code) // a non-HTTP protocol's reply code (SMTP)
+	default:
 		b.WriteString("no answer")
-	}
-	if e.Code != "" {
-		fmt.Fprintf(&b, " %s", e.Code)
 	}
 	if e.Message != "" {
 		fmt.Fprintf(&b, ": %s", e.Message)

@@ -106,7 +106,8 @@ type whatsappProgress struct {
 }
 
 // pairInterval is WhatsApp's pair rate limit: about one message every six
-// seconds to the same recipient (error 131056 otherwise).
+// seconds to the same recipient (error 131056 otherwise). The limiter
+// enforces the configured spacing; this bounds how long to wait inline.
 const pairInterval = 6 * time.Second
 
 // Deliver implements Channel.

@@ -22,6 +22,10 @@ type AutomationConfig struct {
 	// LeadLink is the link sales get in WhatsApp; {id} and {external_id}
 	// are replaced.
 	LeadLink string `env:"CEPJOBS_LEAD_LINK" default:"https://cepcomunicacion.com/admin/collections/leads/{external_id}"`
+	// WhatsAppPairInterval spaces messages to one salesperson: WhatsApp
+	// refuses more than about one every 6 s to the same recipient (131056).
+	// 0 turns the spacing off (tests).
+	WhatsAppPairInterval time.Duration `env:"CEPJOBS_WHATSAPP_PAIR_INTERVAL" default:"6s"`
 	// SiteURL is the event_source_url of Meta events (the site the forms
 	// are on).
 	SiteURL string `env:"CEPJOBS_SITE_URL" default:"https://cepcomunicacion.com"`

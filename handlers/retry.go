@@ -17,6 +17,11 @@ import (
 // backoff from 2 s, doubling per retry, capped at one hour, with jitter so a
 // burst of failures does not come back in step.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	if errors.Is(err, asynq.ErrLeaseExpired) {
+		// The worker running it died: nothing is wrong with the task, and
+		// the recoverer already waited for the lease to expire.
+		return 0
+	}
 	if d, ok := waitFor(err); ok {
 		// A little jitter on top, so throttled tasks don't all return at
 		// the same instant and trip the limit again.

@@ -15,7 +15,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,12 +55,11 @@ func testMain(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "intake")
-	build := exec.Command("go", "build", "-race", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return 0, fmt.Errorf("build intake: %w", err)
+	bins, err := testenv.BuildBinaries(dir, "intake")
+	if err != nil {
+		return 0, err
 	}
+	binary = bins["intake"]
 	url, drop, err := testenv.CreateDatabase(context.Background(), "intake")
 	if err != nil {
 		return 0, err
@@ -77,34 +75,14 @@ func testMain(m *testing.M) (int, error) {
 
 // proc is a running intake.
 type proc struct {
-	cmd  *exec.Cmd
+	*testenv.Proc
 	base string
-	logs *syncBuffer
-	done chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func start(t *testing.T, redisURL string, extraEnv ...string) *proc {
 	t.Helper()
 	port := testenv.FreePort(t)
 	env := append([]string{
-		"PATH=" + os.Getenv("PATH"),
 		"REDIS_URL=" + redisURL,
 		"DATABASE_URL=" + dbURL,
 		fmt.Sprintf("CEPJOBS_HTTP_ADDR=127.0.0.1:%d", port),
@@ -114,39 +92,9 @@ func start(t *testing.T, redisURL string, extraEnv ...string) *proc {
 		"CEPJOBS_OUTBOX_INTERVAL=100ms",
 		"CEPJOBS_SHUTDOWN_TIMEOUT=10s",
 	}, extraEnv...)
-	p := &proc{cmd: exec.Command(binary), base: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd.Env = env
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("intake log:\n%s", p.logs.String())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(p.base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		select {
-		case err := <-p.done:
-			t.Fatalf("intake exited before answering: %v\n%s", err, p.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("intake did not answer /healthz within 20s\n%s", p.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	p := &proc{Proc: testenv.StartProc(t, "intake", binary, env), base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	p.WaitHTTP(t, p.base+"/healthz", 20*time.Second)
+	return p
 }
 
 type reply struct {
@@ -316,7 +264,7 @@ func TestIntakeEndToEnd(t *testing.T) {
 
 	// Nothing personal in the log.
 	for _, pii := range []string{"ana.e2e", "+34600111222", "203.0.113.7", "García", token, dashPass} {
-		if strings.Contains(p.logs.String(), pii) {
+		if strings.Contains(p.Logs.String(), pii) {
 			t.Errorf("log contains %q", pii)
 		}
 	}
@@ -410,21 +358,17 @@ func TestSIGTERMFinishesInFlightRequests(t *testing.T) {
 	go func() { result <- p.do(t, "POST", "/v1/leads", lead()) }()
 	<-entered
 	start := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	r := <-result
 	if r.status != 202 {
 		t.Errorf("in-flight request: got %d %s, want 202", r.status, r.raw)
 	}
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Errorf("exit: got %v, want status 0", err)
-		}
-		p.done <- err // for the cleanup
-	case <-time.After(10 * time.Second):
+	if err, done := p.Wait(10 * time.Second); !done {
 		t.Fatal("intake did not exit within 10 s of SIGTERM")
+	} else if err != nil {
+		t.Errorf("exit: got %v, want status 0", err)
 	}
 	if d := time.Since(start); d > 8*time.Second {
 		t.Errorf("shutdown took %s", d)
@@ -432,7 +376,7 @@ func TestSIGTERMFinishesInFlightRequests(t *testing.T) {
 	if _, err := http.Get(p.base + "/healthz"); err == nil {
 		t.Error("still accepting connections after exit")
 	}
-	sc := bufio.NewScanner(strings.NewReader(p.logs.String()))
+	sc := bufio.NewScanner(strings.NewReader(p.Logs.String()))
 	var sawStop bool
 	for sc.Scan() {
 		sawStop = sawStop || strings.Contains(sc.Text(), "intake stopped")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/cepcomunicacion/cepjobs/handlers"
 	"github.com/cepcomunicacion/cepjobs/internal/config"
@@ -35,8 +36,10 @@ func NewAutomationWorker(ctx context.Context, cfg config.Config, log *slog.Logge
 		"mailchimp": ac.RateMailchimp, "mandrill": ac.RateMandrill, "meta": ac.RateMeta, "smtp": ac.RateSMTP,
 		"whatsapp": cfg.WhatsApp.RatePerSecond,
 	}
-	for _, n := range cfg.WhatsApp.SalesNumbers {
-		rates["whatsapp-pair:"+n] = 1.0 / 6 // WhatsApp's pair limit per recipient
+	if d := ac.WhatsAppPairInterval; d > 0 {
+		for _, n := range cfg.WhatsApp.SalesNumbers {
+			rates["whatsapp-pair:"+n] = float64(time.Second) / float64(d)
+		}
 	}
 	limiter := ratelimit.New(b.redis, rates)
 

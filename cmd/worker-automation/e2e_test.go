@@ -326,9 +326,11 @@ func TestWorkerKilledMidDelivery(t *testing.T) {
 		s.Heal()
 	}
 
-	// asynq reclaims a dead worker's tasks once their 30 s lease has
-	// expired; its recoverer runs when a server starts.
-	time.Sleep(time.Until(killedAt.Add(31 * time.Second)))
+	// asynq reclaims a dead worker's tasks once their lease (30 s, renewed
+	// every 5 s) has been expired for 30 s more (its allowance for clock
+	// skew); its recoverer runs when a server starts and every minute.
+	// Starting the new worker when that is certain keeps the test short.
+	time.Sleep(time.Until(killedAt.Add(61 * time.Second)))
 	f.startWorker(t, "worker-automation-2")
 	got := f.waitSettled(t, leads, 90*time.Second)
 	checkLeads(t, leads, got)

@@ -290,3 +290,69 @@ func TestRetryPolicy(t *testing.T) {
 		}
 	}
 }
+
+type fakeEmail struct {
+	mu    sync.Mutex
+	sent  []string
+	errs  []error
+	calls int
+}
+
+func (f *fakeEmail) RateKey() string { return "smtp" }
+func (f *fakeEmail) SendEmail(_ context.Context, e store.Email) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if len(f.errs) > 0 {
+		err := f.errs[0]
+		f.errs = f.errs[1:]
+		return "", err
+	}
+	f.sent = append(f.sent, e.ToEmail)
+	return "msg-" + e.ID, nil
+}
+
+func TestEmailSendOnce(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{URL: dbURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	opt, _ := redisconn.Parse(testenv.RedisURL(t, testenv.RedisDBHandlers))
+	rc := redisconn.Client(opt)
+	defer rc.Close()
+	sender := &fakeEmail{errs: []error{&vendor.Error{Vendor: "smtp", Op: "send", Code: "451"}}}
+	mux := handlers.NewAutomation(handlers.AutomationDeps{
+		Store: st, Queue: asynq.NewClientFromRedisClient(rc), Throttle: ratelimit.New(rc, nil), Email: sender,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: handlers.NewMetrics(prometheus.NewRegistry()),
+	})
+	queue := func(to string) string {
+		id, _, err := st.QueueEmail(ctx, store.Email{ToEmail: to, Subject: "Hola", Text: "Texto"}, time.Now(), tasks.TypeEmailSend,
+			func(id string) ([]byte, error) { return json.Marshal(tasks.EmailSend{EmailID: id}) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	send := func(id string) error {
+		task, _ := tasks.NewEmailSend(tasks.EmailSend{EmailID: id}, "x")
+		return mux.ProcessTask(ctx, task)
+	}
+	id := queue("ops@example.com")
+	if err := send(id); err == nil || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("transient failure: got %v, want a retryable error", err)
+	}
+	for range 2 { // the retry, then a duplicate task
+		if err := send(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(sender.sent) != 1 || sender.calls != 2 {
+		t.Errorf("sent %v in %d calls, want one message in two calls (one transient failure)", sender.sent, sender.calls)
+	}
+	sender.errs = []error{&vendor.Error{Vendor: "smtp", Op: "send", Code: "550", Permanent: true}}
+	if err := send(queue("nobody@example.com")); !errors.Is(err, asynq.SkipRetry) {
+		t.Errorf("permanent failure: got %v, want SkipRetry", err)
+	}
+}

@@ -159,7 +159,31 @@ func TestDevRunsTheFleet(t *testing.T) {
 	_ = json.NewDecoder(resp.Body).Decode(&got)
 	resp.Body.Close()
 	if resp.StatusCode != 202 && resp.StatusCode != 200 {
-		t.Errorf("POST lead with the printed token: got %d %v", resp.StatusCode, got)
+		t.Fatalf("POST lead with the printed token: got %d %v", resp.StatusCode, got)
+	}
+	// No vendor credentials: the automation worker in the same process
+	// settles the lead with every channel skipped.
+	var final map[string]any
+	testenv.Eventually(t, 20*time.Second, "lead completed", func() bool {
+		req, _ := http.NewRequest("GET", api+"/v1/leads/"+got["id"].(string), nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		final = nil
+		_ = json.NewDecoder(resp.Body).Decode(&final)
+		return final["status"] == "completed"
+	})
+	ds, _ := final["deliveries"].([]any)
+	for _, d := range ds {
+		if m := d.(map[string]any); m["status"] != "skipped" || m["reason"] == "" {
+			t.Errorf("delivery without credentials: got %v, want skipped with a reason", m)
+		}
+	}
+	if len(ds) != 4 {
+		t.Errorf("deliveries: got %d, want 4", len(ds))
 	}
 
 	req, _ = http.NewRequest("GET", api+"/monitoring/api/queues", nil)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -350,6 +351,84 @@ func TestWorkerKilledMidDelivery(t *testing.T) {
 		// at most one per task that was in flight.
 		if !c.dedup && repeated > 20 {
 			t.Errorf("%s: %d repeated calls, more than the worker's concurrency (20) could explain", c.name, repeated)
+		}
+	}
+}
+
+// TestRateLimitSharedByTwoWorkers runs two worker processes against one
+// Mandrill limit: together they stay within it, and waiting for the limit
+// costs no delivery attempt.
+func TestRateLimitSharedByTwoWorkers(t *testing.T) {
+	v := startVendors(t)
+	f := startFleet(t, v)
+	const rate = 8
+	f.env = append(f.env, fmt.Sprintf("CEPJOBS_RATE_MANDRILL=%d", rate))
+	f.startWorker(t, "worker-automation-a")
+	f.startWorker(t, "worker-automation-b")
+	leads := f.postLeads(t, 40)
+	got := f.waitSettled(t, leads, 60*time.Second)
+	checkLeads(t, leads, got)
+
+	times := v.mandrill.Times()
+	if len(times) != len(leads) {
+		t.Fatalf("mandrill calls: got %d, want %d", len(times), len(leads))
+	}
+	// GCRA lets a burst of one second's worth through, then `rate` per
+	// second: no one-second window may hold more than twice the rate.
+	worst := 0
+	for i := range times {
+		n := 0
+		for j := i; j < len(times) && times[j].Sub(times[i]) < time.Second; j++ {
+			n++
+		}
+		worst = max(worst, n)
+	}
+	span := times[len(times)-1].Sub(times[0])
+	t.Logf("40 welcome emails through two workers at %d/s: busiest second %d calls, span %s", rate, worst, span.Round(time.Millisecond))
+	if worst > 2*rate+1 { // +1: timestamps are taken after the answer, not at admission
+		t.Errorf("busiest one-second window: %d calls, want at most %d", worst, 2*rate+1)
+	}
+	if min := time.Duration(float64(len(times)-rate)/rate*float64(time.Second)) - 500*time.Millisecond; span < min {
+		t.Errorf("40 calls took %s, faster than %d/s allows (%s)", span, rate, min)
+	}
+	for _, l := range leads {
+		for _, d := range got[l.id].Deliveries {
+			if d.Channel == "welcome_email" && d.Attempts != 1 {
+				t.Errorf("lead %s: welcome email took %d attempts; waiting for the limit must not count", l.id, d.Attempts)
+			}
+		}
+	}
+}
+
+// TestSIGTERMLetsInFlightDeliveriesFinish stops the worker while vendor
+// calls are in flight: they finish and are recorded, and the process exits 0.
+func TestSIGTERMLetsInFlightDeliveriesFinish(t *testing.T) {
+	v := startVendors(t)
+	v.mandrill.Fail(vendortest.Fault{Delay: 1500 * time.Millisecond})
+	f := startFleet(t, v)
+	w, _ := f.startWorker(t, "worker-automation")
+	leads := f.postLeads(t, 5)
+	testenv.Eventually(t, 20*time.Second, "welcome emails in flight", func() bool {
+		return strings.Contains(w.Logs.String(), "lead fanned out") && v.whatsapp.Total() >= len(leads)*len(salesNumbers)
+	})
+	if err := w.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err, done := w.Wait(30 * time.Second)
+	if !done {
+		t.Fatal("worker did not exit within 30 s of SIGTERM")
+	}
+	if err != nil {
+		t.Errorf("exit: got %v, want status 0", err)
+	}
+	if got := v.mandrill.Total(); got != len(leads) {
+		t.Errorf("welcome emails answered by Mandrill: got %d, want %d", got, len(leads))
+	}
+	for _, l := range leads {
+		for _, d := range f.status(t, l.id).Deliveries {
+			if d.Channel == "welcome_email" && d.Status != "delivered" {
+				t.Errorf("lead %s: welcome email %s after a graceful stop, want delivered (the call finished)", l.id, d.Status)
+			}
 		}
 	}
 }

@@ -40,6 +40,7 @@ type Server struct {
 	total  int
 	faults []*Fault
 	bodies []map[string]any
+	times  []time.Time
 }
 
 func newServer(t testing.TB, name string, h func(s *Server, w http.ResponseWriter, r *http.Request, body map[string]any) (key string, ok bool)) *Server {
@@ -78,6 +79,7 @@ func newServer(t testing.TB, name string, h func(s *Server, w http.ResponseWrite
 			s.calls[key]++
 			s.total++
 			s.bodies = append(s.bodies, body)
+			s.times = append(s.times, time.Now())
 			s.mu.Unlock()
 		}
 	}))
@@ -134,6 +136,13 @@ func (s *Server) Total() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.total
+}
+
+// Times returns when each successful call was answered.
+func (s *Server) Times() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.times...)
 }
 
 // Bodies returns the JSON bodies of the successful calls.

@@ -41,26 +41,18 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	url, drop, err := testenv.CreateDatabase(context.Background(), "api")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	dbURL = url
-	s, err := store.Open(context.Background(), store.Config{URL: dbURL})
-	if err == nil {
-		_, err = s.Migrate(context.Background())
-		s.Close()
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		drop()
-		os.Exit(1)
-	}
 	dashHash, _ = api.HashPassword(dashPass)
-	code := m.Run()
-	drop()
-	os.Exit(code)
+	os.Exit(testenv.RunWithDatabase(m, "api", &dbURL, migrate))
+}
+
+func migrate(ctx context.Context, url string) error {
+	s, err := store.Open(ctx, store.Config{URL: url})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	_, err = s.Migrate(ctx)
+	return err
 }
 
 type bundle struct {

@@ -28,22 +28,17 @@ import (
 var dbURL string
 
 func TestMain(m *testing.M) {
-	url, drop, err := testenv.CreateDatabase(context.Background(), "handlers")
-	if err == nil {
-		var s *store.Store
-		if s, err = store.Open(context.Background(), store.Config{URL: url}); err == nil {
-			_, err = s.Migrate(context.Background())
-			s.Close()
-		}
-	}
+	os.Exit(testenv.RunWithDatabase(m, "handlers", &dbURL, migrate))
+}
+
+func migrate(ctx context.Context, url string) error {
+	s, err := store.Open(ctx, store.Config{URL: url})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return err
 	}
-	dbURL = url
-	code := m.Run()
-	drop()
-	os.Exit(code)
+	defer s.Close()
+	_, err = s.Migrate(ctx)
+	return err
 }
 
 // fakeChannel is a consumer-side stand-in for a vendor channel; the real

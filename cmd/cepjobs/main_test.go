@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -21,15 +20,7 @@ import (
 var dbURL string
 
 func TestMain(m *testing.M) {
-	url, drop, err := testenv.CreateDatabase(context.Background(), "cli")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	dbURL = url
-	code := m.Run()
-	drop()
-	os.Exit(code)
+	os.Exit(testenv.RunWithDatabase(m, "cli", &dbURL, nil))
 }
 
 func runCLI(t *testing.T, stdin string, environ []string, args ...string) (string, string, error) {

@@ -6,13 +6,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/cepcomunicacion/cepjobs/internal/config"
 	"github.com/cepcomunicacion/cepjobs/internal/fleet"
-	"github.com/cepcomunicacion/cepjobs/internal/version"
 )
 
 func main() {
@@ -26,23 +26,8 @@ func main() {
 }
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
-	if len(args) > 1 {
-		switch args[1] {
-		case "--version", "-version", "version":
-			fmt.Fprintln(stdout, "intake", version.String())
-			return nil
-		default:
-			return fmt.Errorf("unknown argument %q: intake takes no arguments, only environment variables (see README)", args[1])
-		}
-	}
-	cfg, err := config.Load(environ)
-	if err != nil {
-		return err
-	}
-	log := cfg.Logger(stderr).With("process", "intake")
-	in, err := fleet.NewIntake(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	return in.Run(ctx)
+	return fleet.RunCommand(ctx, "intake", args, environ, stdout, stderr,
+		func(ctx context.Context, cfg config.Config, log *slog.Logger) (fleet.Runner, error) {
+			return fleet.NewIntake(ctx, cfg, log)
+		})
 }

@@ -7,13 +7,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/cepcomunicacion/cepjobs/internal/config"
 	"github.com/cepcomunicacion/cepjobs/internal/fleet"
-	"github.com/cepcomunicacion/cepjobs/internal/version"
 )
 
 func main() {
@@ -27,23 +27,8 @@ func main() {
 }
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
-	if len(args) > 1 {
-		switch args[1] {
-		case "--version", "-version", "version":
-			fmt.Fprintln(stdout, "worker-automation", version.String())
-			return nil
-		default:
-			return fmt.Errorf("unknown argument %q: worker-automation takes no arguments, only environment variables (see README)", args[1])
-		}
-	}
-	cfg, err := config.Load(environ)
-	if err != nil {
-		return err
-	}
-	log := cfg.Logger(stderr).With("process", "worker-automation")
-	w, err := fleet.NewAutomationWorker(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	return w.Run(ctx)
+	return fleet.RunCommand(ctx, "worker-automation", args, environ, stdout, stderr,
+		func(ctx context.Context, cfg config.Config, log *slog.Logger) (fleet.Runner, error) {
+			return fleet.NewAutomationWorker(ctx, cfg, log)
+		})
 }

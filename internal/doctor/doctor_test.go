@@ -19,15 +19,7 @@ import (
 var dbURL string
 
 func TestMain(m *testing.M) {
-	url, drop, err := testenv.CreateDatabase(context.Background(), "doctor")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	dbURL = url
-	code := m.Run()
-	drop()
-	os.Exit(code)
+	os.Exit(testenv.RunWithDatabase(m, "doctor", &dbURL, nil))
 }
 
 func load(t *testing.T, env ...string) config.Config {

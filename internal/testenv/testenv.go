@@ -134,3 +134,24 @@ func redactURL(s string) string {
 	}
 	return strings.TrimSpace(u.String())
 }
+
+// RunWithDatabase is a TestMain body: it creates a database named after
+// prefix (migrated when migrate is non-nil), stores its URL in *url, runs the
+// tests and drops the database. It returns the exit code.
+func RunWithDatabase(m *testing.M, prefix string, url *string, migrate func(ctx context.Context, url string) error) int {
+	ctx := context.Background()
+	u, drop, err := CreateDatabase(ctx, prefix)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer drop()
+	if migrate != nil {
+		if err := migrate(ctx, u); err != nil {
+			fmt.Fprintln(os.Stderr, "migrate test database:", err)
+			return 1
+		}
+	}
+	*url = u
+	return m.Run()
+}

@@ -1,0 +1,41 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/cepcomunicacion/cepjobs/internal/config"
+	"github.com/cepcomunicacion/cepjobs/internal/version"
+)
+
+// Runner is a process that runs until its context ends.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
+// RunCommand is the body of every fleet binary's run: --version, then the
+// configuration (every problem at once), the logger, the process, and Run
+// until ctx ends.
+func RunCommand(ctx context.Context, name string, args, environ []string, stdout, stderr io.Writer,
+	build func(context.Context, config.Config, *slog.Logger) (Runner, error)) error {
+	if len(args) > 1 {
+		switch args[1] {
+		case "--version", "-version", "version":
+			fmt.Fprintln(stdout, name, version.String())
+			return nil
+		default:
+			return fmt.Errorf("unknown argument %q: %s takes no arguments, only environment variables (see README)", args[1], name)
+		}
+	}
+	cfg, err := config.Load(environ)
+	if err != nil {
+		return err
+	}
+	r, err := build(ctx, cfg, cfg.Logger(stderr).With("process", name))
+	if err != nil {
+		return err
+	}
+	return r.Run(ctx)
+}

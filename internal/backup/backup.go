@@ -1,0 +1,235 @@
+// Package backup owns PostgreSQL backups in S3-compatible object storage:
+// taking them (pg_dump streamed into the bucket, no temporary file),
+// listing and pruning them, restoring them (streamed into pg_restore) and
+// verifying them by restoring into a scratch database. Scheduling, task
+// handling and the CLI live elsewhere and call this package.
+//
+// It needs the PostgreSQL client tools (pg_dump, pg_restore) of a major at
+// least as new as the server's.
+package backup
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+var (
+	// ErrNotConfigured is returned by New when S3_ENDPOINT is empty.
+	ErrNotConfigured = errors.New("backups not configured (S3_ENDPOINT is empty)")
+	// ErrNotFound is returned for a backup, manifest or bucket that does not
+	// exist.
+	ErrNotFound = errors.New("backup not found")
+	// ErrChecksum is returned when a backup's bytes do not match the
+	// sha256 or size recorded when it was taken.
+	ErrChecksum = errors.New("backup checksum mismatch")
+	// ErrNotEmpty is returned by Restore for a target that already holds
+	// tables, unless forced.
+	ErrNotEmpty = errors.New("restore target not empty")
+	// ErrRowCounts is returned by Verify when restored row counts differ
+	// from the counts taken with the dump.
+	ErrRowCounts = errors.New("restored row counts differ")
+)
+
+// partSize bounds memory: minio-go buffers one part per upload, and with
+// an unknown size and no PartSize it would allocate 528 MiB. 16 MiB parts
+// allow objects up to 10,000 parts = 156 GiB.
+const partSize = 16 << 20
+
+// Backups takes, lists, prunes, restores and verifies backups in one
+// bucket.
+type Backups struct {
+	cfg    Config
+	client *minio.Client
+	log    *slog.Logger
+}
+
+// New makes the S3 client. It does not contact the server.
+func New(cfg Config, log *slog.Logger) (*Backups, error) {
+	if !cfg.Enabled() {
+		return nil, ErrNotConfigured
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	client, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure: cfg.UseTLS,
+		Region: cfg.Region,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create s3 client: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Backups{cfg: cfg, client: client, log: log}, nil
+}
+
+// Bucket is the bucket backups go to.
+func (b *Backups) Bucket() string { return b.cfg.Bucket }
+
+// Result describes a dump. Run returns it, and it is stored as JSON next
+// to the dump as its manifest (<key>.json).
+type Result struct {
+	Key           string           `json:"key"`
+	Database      string           `json:"database"`
+	Encoding      string           `json:"encoding"`
+	Time          time.Time        `json:"time"` // the now given to Run, in the key
+	Size          int64            `json:"size"`
+	SHA256        string           `json:"sha256"` // hex
+	Duration      time.Duration    `json:"duration_ns"`
+	ServerVersion string           `json:"server_version"`  // e.g. "16.4"
+	PgDumpVersion string           `json:"pg_dump_version"` // e.g. "16.4"
+	Format        string           `json:"format"`          // pg_dump --format
+	Tables        map[string]int64 `json:"tables"`          // "schema.table" → rows in the dump
+}
+
+// Object is a stored dump.
+type Object struct {
+	Key          string
+	Time         time.Time // when the dump was taken, from the key
+	Size         int64
+	SHA256       string
+	LastModified time.Time // as the server reports it
+}
+
+// User metadata on a dump. It repeats the manifest's small fields so a
+// dump is self-describing for tools that only see the object (mc stat,
+// the console), and so List needs one HEAD per dump instead of a GET of
+// each manifest. The manifest is still written because row counts do not
+// fit the 2 KB S3 allows for metadata.
+const (
+	metaSHA256        = "Sha256"
+	metaSize          = "Size"
+	metaDatabase      = "Database"
+	metaTime          = "Dump-Time"
+	metaDuration      = "Duration"
+	metaServerVersion = "Server-Version"
+	metaPgDumpVersion = "Pg-Dump-Version"
+)
+
+func (r Result) metadata() map[string]string {
+	return map[string]string{
+		metaSHA256:        r.SHA256,
+		metaSize:          strconv.FormatInt(r.Size, 10),
+		metaDatabase:      r.Database,
+		metaTime:          r.Time.UTC().Format(time.RFC3339),
+		metaDuration:      r.Duration.Round(time.Millisecond).String(),
+		metaServerVersion: r.ServerVersion,
+		metaPgDumpVersion: r.PgDumpVersion,
+	}
+}
+
+// meta reads user metadata whatever case the server and HTTP client gave
+// its names.
+func meta(info minio.ObjectInfo, name string) string {
+	for k, v := range info.UserMetadata {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
+}
+
+// stat reads a dump's size, checksum and pg_dump version.
+func (b *Backups) stat(ctx context.Context, key string) (minio.ObjectInfo, error) {
+	info, err := b.client.StatObject(ctx, b.cfg.Bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		return minio.ObjectInfo{}, fmt.Errorf("stat %s: %w", key, mapS3Error(err))
+	}
+	if meta(info, metaSHA256) == "" {
+		return minio.ObjectInfo{}, fmt.Errorf("stat %s: no sha256 metadata: %w", key, ErrNotFound)
+	}
+	return info, nil
+}
+
+// Manifest reads the manifest stored with the dump at key.
+func (b *Backups) Manifest(ctx context.Context, key string) (Result, error) {
+	obj, err := b.client.GetObject(ctx, b.cfg.Bucket, manifestKey(key), minio.GetObjectOptions{})
+	if err != nil {
+		return Result{}, fmt.Errorf("read manifest of %s: %w", key, mapS3Error(err))
+	}
+	defer obj.Close()
+	var r Result
+	if err := json.NewDecoder(io.LimitReader(obj, 16<<20)).Decode(&r); err != nil {
+		return Result{}, fmt.Errorf("read manifest of %s: %w", key, mapS3Error(err))
+	}
+	return r, nil
+}
+
+func (b *Backups) putManifest(ctx context.Context, r Result) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode manifest: %w", err)
+	}
+	_, err = b.client.PutObject(ctx, b.cfg.Bucket, manifestKey(r.Key), bytes.NewReader(data), int64(len(data)),
+		minio.PutObjectOptions{ContentType: "application/json"})
+	if err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	return nil
+}
+
+// ensureBucket creates the bucket on first use, so a fresh MinIO needs no
+// manual step.
+func (b *Backups) ensureBucket(ctx context.Context) error {
+	ok, err := b.client.BucketExists(ctx, b.cfg.Bucket)
+	if err != nil {
+		return fmt.Errorf("check bucket %s: %w", b.cfg.Bucket, err)
+	}
+	if ok {
+		return nil
+	}
+	err = b.client.MakeBucket(ctx, b.cfg.Bucket, minio.MakeBucketOptions{Region: b.cfg.Region})
+	if code := minio.ToErrorResponse(err).Code; code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" {
+		// Another run created it between our check and our create.
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("create bucket %s: %w", b.cfg.Bucket, err)
+	}
+	b.log.Info("backup bucket created", "bucket", b.cfg.Bucket)
+	return nil
+}
+
+// remove deletes keys best-effort, for cleanup after a failure that is
+// already being returned: it runs even when ctx is cancelled, and logs
+// rather than returns what it could not delete (Prune retries later).
+func (b *Backups) remove(ctx context.Context, keys ...string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	for _, k := range keys {
+		if err := b.client.RemoveObject(ctx, b.cfg.Bucket, k, minio.RemoveObjectOptions{}); err != nil && !isNotFound(err) {
+			b.log.Warn("backup cleanup failed", "key", k, "err", err)
+		}
+	}
+}
+
+func isNotFound(err error) bool {
+	switch minio.ToErrorResponse(err).Code {
+	case "NoSuchKey", "NoSuchBucket", "NotFound":
+		return true
+	}
+	return false
+}
+
+// mapS3Error is the one place S3 error codes become this package's
+// sentinels.
+func mapS3Error(err error) error {
+	if err != nil && isNotFound(err) {
+		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	return err
+}

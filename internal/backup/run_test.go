@@ -1,0 +1,275 @@
+package backup_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/cepcomunicacion/cepjobs/internal/backup"
+	"github.com/cepcomunicacion/cepjobs/internal/testenv"
+)
+
+var dumpTime = time.Date(2026, 11, 28, 3, 0, 0, 0, time.UTC)
+
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	bu := setup(t)
+	src := newDatabase(t)
+	// 1300 rows of 16 KiB random bytes make a dump over one 16 MiB part, so
+	// the multipart path and the server-side copy of a multipart object run.
+	wantTables := fill(t, src, 1300)
+	db := dbName(t, src)
+
+	var mu sync.Mutex
+	var steps []string
+	res, err := bu.b.Run(ctx, src, dumpTime, func(p backup.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(steps) == 0 || steps[len(steps)-1] != p.Step {
+			steps = append(steps, p.Step)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "steps", []string{"check", "dump", "finalize", "done"}, steps)
+
+	wantKey := fmt.Sprintf("postgres/%s/2026/11/28/%s-20261128T030000Z.dump", db, db)
+	if res.Key != wantKey {
+		t.Errorf("got key %s, want %s", res.Key, wantKey)
+	}
+	diff(t, "tables", wantTables, res.Tables)
+	if res.Size < 16<<20 {
+		t.Errorf("got a %d-byte dump, want over one 16 MiB part", res.Size)
+	}
+	if !strings.HasPrefix(res.PgDumpVersion, serverMajor(t, src)) || !strings.HasPrefix(res.ServerVersion, serverMajor(t, src)) {
+		t.Errorf("got pg_dump %s and server %s, want both of major %s", res.PgDumpVersion, res.ServerVersion, serverMajor(t, src))
+	}
+
+	// The stored bytes are what the result says.
+	obj, err := bu.client.GetObject(ctx, bu.cfg.Bucket, res.Key, minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, obj)
+	obj.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != res.SHA256 || n != res.Size {
+		t.Errorf("downloaded %d bytes with sha256 %s, result says %d and %s", n, got, res.Size, res.SHA256)
+	}
+	info, err := bu.client.StatObject(ctx, bu.cfg.Bucket, res.Key, minio.StatObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.UserMetadata["Sha256"]; got != res.SHA256 {
+		t.Errorf("got sha256 metadata %q, want %q (all: %v)", got, res.SHA256, info.UserMetadata)
+	}
+	manifest, err := bu.b.Manifest(ctx, res.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "manifest", res, manifest)
+
+	// Nothing but the dump and its manifest: the temporary upload is gone.
+	diff(t, "keys", []string{res.Key, res.Key + ".json"}, bu.keys(t))
+	diff(t, "unfinished uploads", []string(nil), bu.unfinishedUploads(t))
+
+	list, err := bu.b.List(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Key != res.Key || list[0].SHA256 != res.SHA256 || list[0].Size != res.Size || !list[0].Time.Equal(dumpTime) {
+		t.Errorf("got list %+v, want the one dump %s", list, res.Key)
+	}
+
+	target := newDatabase(t)
+	if err := bu.b.Restore(ctx, res.Key, target, backup.RestoreOptions{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "restored rows", fingerprint(t, src), fingerprint(t, target))
+}
+
+func TestRunLatestIsNewest(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	bu := setup(t)
+	src := newDatabase(t)
+	fill(t, src, 1)
+	var keys []string
+	for _, at := range []time.Time{dumpTime.Add(-48 * time.Hour), dumpTime, dumpTime.Add(-24 * time.Hour)} {
+		res, err := bu.b.Run(ctx, src, at, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, res.Key)
+	}
+	latest, err := bu.b.Latest(ctx, dbName(t, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if latest.Key != keys[1] {
+		t.Errorf("got latest %s, want %s", latest.Key, keys[1])
+	}
+	list, err := bu.b.List(ctx, dbName(t, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range list {
+		got = append(got, o.Key)
+	}
+	diff(t, "list, newest first", []string{keys[1], keys[2], keys[0]}, got)
+
+	if _, err := bu.b.Latest(ctx, "nosuchdb"); !errors.Is(err, backup.ErrNotFound) {
+		t.Errorf("got %v for a database never backed up, want ErrNotFound", err)
+	}
+}
+
+// A pg_dump that fails after writing more than a part must leave nothing
+// in the bucket: no dump, no temporary object, no unfinished upload. The
+// fake also records its argv and environment to show the password went
+// through PGPASSWORD only.
+func TestRunPgDumpFailsHalfWay(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	record := filepath.Join(t.TempDir(), "record")
+	bu := setup(t, func(c *backup.Config) {
+		c.PgDump = fakeTool(t, `
+if [ "$1" = "--version" ]; then exec pg_dump --version; fi
+echo "$@" > `+record+`
+env | grep '^PG' >> `+record+`
+head -c 20000000 /dev/zero
+echo "pg_dump: error: simulated failure half-way" >&2
+exit 1
+`)
+	})
+	src := newDatabase(t)
+	fill(t, src, 1)
+	// Hold the row count up, so pg_dump fails while it is still running:
+	// the error must blame pg_dump, not the count cancelled in its wake.
+	tx, err := connect(t, src).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "lock table customers in access exclusive mode"); err != nil {
+		t.Fatal(err)
+	}
+	// The local server trusts loopback, so this password is carried but
+	// never checked.
+	const password = "s3cr3t-pw"
+	url := strings.Replace(src, "postgres@", "postgres:"+password+"@", 1)
+
+	_, err = bu.b.Run(ctx, url, dumpTime, nil)
+	mustContain(t, err, "pg_dump failed: exit status 1", "simulated failure half-way")
+	if strings.Contains(err.Error(), password) {
+		t.Errorf("error %q shows the password", err)
+	}
+	diff(t, "keys", []string(nil), bu.keys(t))
+	diff(t, "unfinished uploads", []string(nil), bu.unfinishedUploads(t))
+	if list, err := bu.b.List(ctx, dbName(t, src)); err != nil || len(list) != 0 {
+		t.Errorf("got list %v, %v; want nothing", list, err)
+	}
+
+	rec, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv, env, _ := strings.Cut(string(rec), "\n")
+	if strings.Contains(argv, password) {
+		t.Errorf("pg_dump argv %q shows the password", argv)
+	}
+	for _, want := range []string{"--format=custom", "--compress=1", "--snapshot=", "--dbname=postgres://postgres@"} {
+		if !strings.Contains(argv, want) {
+			t.Errorf("pg_dump argv %q lacks %q", argv, want)
+		}
+	}
+	if !strings.Contains(env, "PGPASSWORD="+password) {
+		t.Errorf("pg_dump environment %q lacks PGPASSWORD", env)
+	}
+}
+
+// Cancelling ctx mid-stream kills pg_dump, even one whose child still
+// holds its stdout, and aborts the upload.
+func TestRunCancelledHalfWay(t *testing.T) {
+	t.Parallel()
+	marker := filepath.Join(t.TempDir(), "written")
+	bu := setup(t, func(c *backup.Config) {
+		c.PgDump = fakeTool(t, `
+if [ "$1" = "--version" ]; then exec pg_dump --version; fi
+head -c 20000000 /dev/zero
+touch `+marker+`
+sleep 10
+`)
+	})
+	src := newDatabase(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := bu.b.Run(ctx, src, dumpTime, nil)
+		errc <- err
+	}()
+	testenv.Eventually(t, 20*time.Second, "the fake pg_dump to write its bytes", func() bool {
+		_, err := os.Stat(marker)
+		return err == nil
+	})
+	cancel()
+	err := <-errc
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 9*time.Second {
+		t.Errorf("Run returned after %s, want before the fake's sleep ends", d)
+	}
+	diff(t, "keys", []string(nil), bu.keys(t))
+	diff(t, "unfinished uploads", []string(nil), bu.unfinishedUploads(t))
+}
+
+func TestRunRefusesOldPgDump(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	bu := setup(t, func(c *backup.Config) {
+		c.PgDump = fakeTool(t, `
+if [ "$1" = "--version" ]; then echo "pg_dump (PostgreSQL) 9.6.24"; exit 0; fi
+echo "must not be run" >&2
+exit 99
+`)
+	})
+	src := newDatabase(t)
+	major := serverMajor(t, src)
+	_, err := bu.b.Run(ctx, src, dumpTime, nil)
+	want := fmt.Sprintf("pg_dump 9.6 cannot dump a PostgreSQL %s server: install postgresql-client-%s or set CEPJOBS_PG_DUMP", major, major)
+	if err == nil || err.Error() != want {
+		t.Errorf("got error %v, want %q", err, want)
+	}
+	if !errors.Is(err, backup.ErrClientTooOld) {
+		t.Errorf("got %v, want it to match ErrClientTooOld", err)
+	}
+	if ok, err := bu.client.BucketExists(ctx, bu.cfg.Bucket); err != nil || ok {
+		t.Errorf("bucket exists: %v, %v; want nothing created", ok, err)
+	}
+}
+
+func TestRunMissingPgDump(t *testing.T) {
+	t.Parallel()
+	bu := setup(t, func(c *backup.Config) { c.PgDump = "/nonexistent/pg_dump" })
+	_, err := bu.b.Run(context.Background(), newDatabase(t), dumpTime, nil)
+	mustContain(t, err, "/nonexistent/pg_dump --version", "CEPJOBS_PG_DUMP")
+}

@@ -72,3 +72,33 @@ func (c AutomationConfig) LinkFor(id, externalID string) string {
 	}
 	return strings.NewReplacer("{id}", id, "{external_id}", externalID).Replace(c.LeadLink)
 }
+
+// StatsConfig tunes worker-stats.
+type StatsConfig struct {
+	// Concurrency is small: backups stream through the process and each
+	// holds a 16 MiB upload buffer.
+	Concurrency int    `env:"CEPJOBS_STATS_CONCURRENCY" default:"2"`
+	MetricsAddr string `env:"CEPJOBS_STATS_METRICS_ADDR" default:":9103"`
+	// BackupDatabaseURL is the database to back up; empty means
+	// DATABASE_URL (the platform database, which holds schema cepjobs).
+	BackupDatabaseURL string `env:"CEPJOBS_BACKUP_DATABASE_URL" secret:"url"`
+	// OpsEmail receives an alert when a backup fails for good.
+	OpsEmail string `env:"CEPJOBS_OPS_EMAIL"`
+}
+
+// Validate reports every problem.
+func (c StatsConfig) Validate() error {
+	var errs []error
+	if c.Concurrency < 1 || c.Concurrency > 64 {
+		errs = append(errs, errors.New("CEPJOBS_STATS_CONCURRENCY: must be between 1 and 64"))
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("CEPJOBS_STATS_METRICS_ADDR: want host:port or :port, got %q", c.MetricsAddr))
+		}
+	}
+	if c.OpsEmail != "" && !strings.Contains(c.OpsEmail, "@") {
+		errs = append(errs, errors.New("CEPJOBS_OPS_EMAIL: want an email address"))
+	}
+	return errors.Join(errs...)
+}

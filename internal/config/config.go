@@ -15,6 +15,7 @@ import (
 
 	"github.com/cepcomunicacion/cepjobs/api"
 	"github.com/cepcomunicacion/cepjobs/handlers"
+	"github.com/cepcomunicacion/cepjobs/internal/backup"
 	"github.com/cepcomunicacion/cepjobs/internal/hcaptcha"
 	"github.com/cepcomunicacion/cepjobs/internal/mailchimp"
 	"github.com/cepcomunicacion/cepjobs/internal/mandrill"
@@ -42,6 +43,8 @@ type Config struct {
 	Meta       meta.Config
 	WhatsApp   whatsapp.Config
 	Scheduler  scheduler.Config
+	Stats      handlers.StatsConfig
+	Backup     backup.Config
 
 	env map[string]string
 }
@@ -136,7 +139,7 @@ func Load(environ []string) (Config, error) {
 	}
 	// Every Validate error starts with the variable's name.
 	for _, part := range []interface{ Validate() error }{c.Redis, c.Store, c.API, c.Captcha, c.Outbox, c.Log,
-		c.Automation, c.Mailchimp, c.Mandrill, c.SMTP, c.Meta, c.WhatsApp, c.Scheduler} {
+		c.Automation, c.Mailchimp, c.Mandrill, c.SMTP, c.Meta, c.WhatsApp, c.Scheduler, c.Stats, c.Backup, backupSchedule{c.Backup.Schedule}} {
 		for _, e := range splitJoined(part.Validate()) {
 			name, _, _ := strings.Cut(e.Error(), ":")
 			if !bad[name] {
@@ -149,6 +152,25 @@ func Load(environ []string) (Config, error) {
 		return c, &Error{Problems: errs}
 	}
 	return c, nil
+}
+
+// backupSchedule checks CEPJOBS_BACKUP_SCHEDULE (read by backup.Config, run
+// by the scheduler) as the scheduler will parse it.
+type backupSchedule struct{ spec string }
+
+func (b backupSchedule) Validate() error {
+	if err := scheduler.ValidateSpec(b.spec); err != nil {
+		return fmt.Errorf("CEPJOBS_BACKUP_SCHEDULE: %v", err)
+	}
+	return nil
+}
+
+// BackupDatabaseURL is the database backups are taken of.
+func (c Config) BackupDatabaseURL() string {
+	if c.Stats.BackupDatabaseURL != "" {
+		return c.Stats.BackupDatabaseURL
+	}
+	return c.Store.URL
 }
 
 // Error lists every configuration problem.

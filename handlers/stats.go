@@ -125,8 +125,12 @@ func (s *Stats) backupDatabase(ctx context.Context, t *asynq.Task) error {
 	if len(deleted) > 0 {
 		s.d.Logger.Info("backup retention deleted old objects", "count", len(deleted))
 	}
-	if b, err := json.Marshal(out); err == nil {
-		_, _ = t.ResultWriter().Write(b)
+	// The result shows in the dashboard and answers `cepjobs backup now`
+	// (no writer outside an asynq server).
+	if rw := t.ResultWriter(); rw != nil {
+		if b, err := json.Marshal(out); err == nil {
+			_, _ = rw.Write(b)
+		}
 	}
 	return nil
 }

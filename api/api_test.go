@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cepcomunicacion/cepjobs/api"
+	"github.com/cepcomunicacion/cepjobs/internal/backup"
+	"github.com/cepcomunicacion/cepjobs/internal/backup/backuptest"
 	"github.com/cepcomunicacion/cepjobs/internal/hcaptcha"
 	"github.com/cepcomunicacion/cepjobs/internal/outbox"
 	"github.com/cepcomunicacion/cepjobs/internal/redisconn"
@@ -527,5 +529,41 @@ func TestPanicBecomesProblem(t *testing.T) {
 	}
 	if r := b.do(t, "GET", "/healthz", "", nil); r.status != 200 {
 		t.Errorf("after a panic: got %d", r.status)
+	}
+}
+
+func TestBackupsEndpoints(t *testing.T) {
+	s3 := backuptest.StartS3(t)
+	bk, err := backup.New(s3.Config(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, _ := backup.DatabaseName(dbURL)
+	b := setup(t, func(c *api.Config, d *api.Deps) {
+		c.Tokens = append(c.Tokens, api.Token{Name: "ops", Secret: "ops-token-0123456789", Scopes: []string{api.ScopeBackupsWrite, api.ScopeBackupsRead}})
+		d.Backups, d.BackupDatabase = bk, db
+	})
+	if r := b.do(t, "GET", "/v1/backups", "ops-token-0123456789", nil); r.status != 200 || !strings.Contains(r.raw, `"backups":[]`) {
+		t.Errorf("list with no backups: got %d %s", r.status, r.raw)
+	}
+	if r := b.do(t, "POST", "/v1/backups", writer, nil); r.status != 403 {
+		t.Errorf("POST without backups:write: got %d", r.status)
+	}
+	r := b.do(t, "POST", "/v1/backups", "ops-token-0123456789", nil)
+	if r.status != 202 || r.body["status"] != "queued" {
+		t.Fatalf("POST /v1/backups: got %d %s", r.status, r.raw)
+	}
+	info, err := b.inspector.GetTaskInfo(tasks.QueueBackup, r.body["task_id"].(string))
+	if err != nil || info.Type != tasks.TypeBackupDatabase {
+		t.Errorf("queued backup task: got %+v, %v", info, err)
+	}
+
+	res, err := bk.Run(context.Background(), dbURL, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = b.do(t, "GET", "/v1/backups", "ops-token-0123456789", nil)
+	if r.status != 200 || !strings.Contains(r.raw, res.Key) || !strings.Contains(r.raw, res.SHA256) {
+		t.Errorf("list: got %d %s, want %s", r.status, r.raw, res.Key)
 	}
 }

@@ -11,6 +11,15 @@ func (s *Server) routes(mux *http.ServeMux, d Deps) {
 	s.handle(mux, "POST /v1/leads", s.authorize(ScopeLeadsWrite, s.handleCreateLead()))
 	s.handle(mux, "GET /v1/leads/{id}", s.authorize(ScopeLeadsRead, s.handleGetLead()))
 
+	// Backups.
+	if d.Backups != nil {
+		s.handle(mux, "POST /v1/backups", s.authorize(ScopeBackupsWrite, s.handleCreateBackup(d.Store)))
+		s.handle(mux, "GET /v1/backups", s.authorize(ScopeBackupsRead, s.handleListBackups(d.Backups, d.BackupDatabase)))
+	} else {
+		s.handle(mux, "POST /v1/backups", s.authorize(ScopeBackupsWrite, backupsOff()))
+		s.handle(mux, "GET /v1/backups", s.authorize(ScopeBackupsRead, backupsOff()))
+	}
+
 	// Operations.
 	s.handle(mux, "GET /healthz", s.handleHealthz())
 	s.handle(mux, "GET /readyz", s.handleReadyz())

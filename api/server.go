@@ -19,6 +19,7 @@ type leadStore interface {
 	SubmitLead(ctx context.Context, l store.NewLead, now time.Time, idem *store.Idempotency, taskType string, payload func(string) ([]byte, error)) (store.LeadSubmission, error)
 	LookupIdempotency(ctx context.Context, idem *store.Idempotency) (*store.Response, error)
 	LeadStatus(ctx context.Context, id string) (store.LeadStatus, error)
+	QueueTask(ctx context.Context, taskType string, payload []byte, now time.Time) (string, error)
 	Ping(ctx context.Context) error
 }
 
@@ -43,9 +44,13 @@ type Deps struct {
 	Redis pinger
 	// RedisConnOpt is where the dashboard reads the queues.
 	RedisConnOpt asynq.RedisConnOpt
-	Logger       *slog.Logger
-	Registry     *prometheus.Registry
-	Now          func() time.Time
+	// Backups lists stored backups of BackupDatabase; nil when object
+	// storage is not configured.
+	Backups        backupLister
+	BackupDatabase string
+	Logger         *slog.Logger
+	Registry       *prometheus.Registry
+	Now            func() time.Time
 }
 
 // Server is the intake's HTTP handler.

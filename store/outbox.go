@@ -127,3 +127,19 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// QueueTask writes an outbox row on its own, for a task that goes with no
+// other write (an on-demand backup): it returns the row id, which is also the
+// TaskID, for the caller to dispatch at once.
+func (s *Store) QueueTask(ctx context.Context, taskType string, payload []byte, now time.Time) (string, error) {
+	var id string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		id, err = insertOutbox(ctx, tx, taskType, payload, now)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("queue task: %w", err)
+	}
+	return id, nil
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cepcomunicacion/cepjobs/api"
+	"github.com/cepcomunicacion/cepjobs/internal/backup"
 	"github.com/cepcomunicacion/cepjobs/internal/config"
 	"github.com/cepcomunicacion/cepjobs/internal/hcaptcha"
 	"github.com/cepcomunicacion/cepjobs/internal/outbox"
@@ -95,6 +96,16 @@ func NewIntake(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Int
 	}
 	if captcha != nil {
 		deps.Captcha = captcha
+	}
+	if cfg.Backup.Enabled() {
+		bk, err := backup.New(cfg.Backup, log)
+		if err != nil {
+			return nil, fmt.Errorf("start intake: %w", err)
+		}
+		if deps.BackupDatabase, err = backup.DatabaseName(cfg.BackupDatabaseURL()); err != nil {
+			return nil, fmt.Errorf("start intake: backup database: %w", err)
+		}
+		deps.Backups = bk
 	}
 	in.server, err = api.NewServer(deps)
 	if err != nil {

@@ -120,7 +120,7 @@ func (c *Client) UpsertMember(ctx context.Context, m Member) (MemberResult, erro
 	if err := c.call(ctx, op, http.MethodPut, c.memberPath(hash), body, &ans); err != nil {
 		return MemberResult{}, err
 	}
-	res := MemberResult{ID: ans.ID, UniqueEmailID: ans.UniqueEmailID, Status: ans.Status}
+	res := MemberResult(ans)
 	if res.ID == "" {
 		res.ID = hash
 	}

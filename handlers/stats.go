@@ -111,7 +111,6 @@ func (s *Stats) backupDatabase(ctx context.Context, t *asynq.Task) error {
 	s.d.Metrics.lastSuccess.Set(float64(s.d.Now().Unix()))
 	s.d.Metrics.lastDuration.Set(res.Duration.Seconds())
 	s.d.Metrics.lastSize.Set(float64(res.Size))
-	s.d.Logger.Info("backup stored", "key", res.Key, "bytes", res.Size, "duration", res.Duration.String(), "tables", len(res.Tables))
 
 	out := BackupResult{Key: res.Key, Size: res.Size, SHA256: res.SHA256, Duration: res.Duration.Round(time.Millisecond).String(), Tables: len(res.Tables)}
 	// Retention only after a success: a run of failures never eats into

@@ -8,10 +8,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cepcomunicacion/cepjobs/api"
+	"github.com/cepcomunicacion/cepjobs/internal/backup/backuptest"
 	"github.com/cepcomunicacion/cepjobs/internal/config"
 	"github.com/cepcomunicacion/cepjobs/internal/devenv"
 	"github.com/cepcomunicacion/cepjobs/internal/fleet"
@@ -50,6 +54,22 @@ func runDev(ctx context.Context, e env, rest []string) error {
 		"CEPJOBS_LOG_FORMAT=" + orDefault(get("CEPJOBS_LOG_FORMAT"), "text"),
 		// Workers share the process: their metrics go on free ports.
 		"CEPJOBS_AUTOMATION_METRICS_ADDR=" + orDefault(get("CEPJOBS_AUTOMATION_METRICS_ADDR"), "127.0.0.1:0")}
+	// Object storage for backups: a local S3 server (versitygw, built and
+	// cached on first use) when none is configured.
+	s3Origin := "S3_ENDPOINT"
+	if get("S3_ENDPOINT") == "" {
+		fmt.Fprintln(e.stderr, "starting a local S3 server for backups (the first run builds it: about a minute)…")
+		s3, err := backuptest.Start(ctx)
+		if err != nil {
+			return fmt.Errorf("start a local S3 server for backups: %w (or set S3_ENDPOINT, S3_ACCESS_KEY and S3_SECRET_KEY)", err)
+		}
+		defer s3.Close()
+		s3Origin = "local versitygw, this run only"
+		overrides = append(overrides, "S3_ENDPOINT="+s3.Endpoint, "S3_ACCESS_KEY="+s3.AccessKey, "S3_SECRET_KEY="+s3.SecretKey,
+			"S3_REGION="+s3.Region, "S3_USE_TLS=false")
+	}
+	overrides = append(overrides, "CEPJOBS_STATS_METRICS_ADDR="+orDefault(get("CEPJOBS_STATS_METRICS_ADDR"), "127.0.0.1:0"))
+
 	var token, dashPassword string
 	if get("CEPJOBS_API_TOKENS") == "" {
 		token = "dev-" + randomHex(16)
@@ -77,9 +97,47 @@ func runDev(ctx context.Context, e env, rest []string) error {
 	if err != nil {
 		return err
 	}
-	printBanner(e.stdout, in.Addr(), servers, cfg, token, dashPassword, automation.MetricsAddr())
-	return runAll(ctx, in.Run, automation.Run)
+	stats, err := fleet.NewStatsWorker(ctx, cfg, log.With("process", "worker-stats"))
+	if err != nil {
+		return err
+	}
+	sched, err := fleet.NewScheduler(ctx, cfg, log.With("process", "scheduler"))
+	if err != nil {
+		return err
+	}
+	envFile, err := writeDevEnv(*dir, cfg)
+	if err != nil {
+		return err
+	}
+	printBanner(e.stdout, banner{addr: in.Addr(), servers: servers, cfg: cfg, token: token, dashPassword: dashPassword,
+		automationMetrics: automation.MetricsAddr(), statsMetrics: stats.MetricsAddr(), s3Origin: s3Origin, envFile: envFile})
+	return runAll(ctx, in.Run, automation.Run, stats.Run, sched.Run)
 }
+
+// writeDevEnv writes the servers' variables to <dir>/env, so the CLI in
+// another terminal (`source .dev/env; cepjobs backup now`) talks to the
+// same Redis, PostgreSQL and S3 as this run.
+func writeDevEnv(dir string, cfg config.Config) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("write dev env: %w", err)
+	}
+	path := filepath.Join(dir, "env")
+	var b strings.Builder
+	b.WriteString("# written by cepjobs dev for this run: source it in another terminal\n")
+	for _, kv := range [][2]string{
+		{"REDIS_URL", cfg.Redis.URL}, {"DATABASE_URL", cfg.Store.URL},
+		{"S3_ENDPOINT", cfg.Backup.Endpoint}, {"S3_ACCESS_KEY", cfg.Backup.AccessKey}, {"S3_SECRET_KEY", cfg.Backup.SecretKey},
+		{"S3_REGION", cfg.Backup.Region}, {"S3_USE_TLS", strconv.FormatBool(cfg.Backup.UseTLS)},
+	} {
+		fmt.Fprintf(&b, "export %s=%s\n", kv[0], shellQuote(kv[1]))
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return "", fmt.Errorf("write dev env: %w", err)
+	}
+	return path, nil
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // runAll runs every process until ctx ends or one of them fails; a failure
 // stops the others, and every process shuts down gracefully.
@@ -105,7 +163,17 @@ func runAll(ctx context.Context, procs ...func(context.Context) error) error {
 	return first
 }
 
-func printBanner(w io.Writer, addr string, servers *devenv.Env, cfg config.Config, token, dashPassword, automationMetrics string) {
+type banner struct {
+	addr                            string
+	servers                         *devenv.Env
+	cfg                             config.Config
+	token, dashPassword             string
+	automationMetrics, statsMetrics string
+	s3Origin, envFile               string
+}
+
+func printBanner(w io.Writer, bn banner) {
+	addr, servers, cfg, token, dashPassword := bn.addr, bn.servers, bn.cfg, bn.token, bn.dashPassword
 	host, port, _ := net.SplitHostPort(addr)
 	if host == "" || host == "::" || host == "0.0.0.0" {
 		host = "localhost"
@@ -114,9 +182,10 @@ func printBanner(w io.Writer, addr string, servers *devenv.Env, cfg config.Confi
 	fmt.Fprintf(w, "\ncepjobs dev is running (Ctrl-C stops it)\n\n")
 	fmt.Fprintf(w, "  API         %s/v1/leads\n", base)
 	fmt.Fprintf(w, "  dashboard   %s/monitoring/\n", base)
-	fmt.Fprintf(w, "  metrics     %s/metrics (intake), http://%s/metrics (worker-automation)\n", base, automationMetrics)
+	fmt.Fprintf(w, "  metrics     %s/metrics (intake), http://%s/metrics (worker-automation), http://%s/metrics (worker-stats)\n", base, bn.automationMetrics, bn.statsMetrics)
 	fmt.Fprintf(w, "  redis       %s  (%s)\n", config.RedactURL(servers.RedisURL), servers.RedisOrigin)
-	fmt.Fprintf(w, "  postgres    %s  (%s)\n\n", config.RedactURL(servers.DatabaseURL), servers.DatabaseOrigin)
+	fmt.Fprintf(w, "  postgres    %s  (%s)\n", config.RedactURL(servers.DatabaseURL), servers.DatabaseOrigin)
+	fmt.Fprintf(w, "  s3          %s bucket %s  (%s)\n\n", cfg.Backup.Endpoint, cfg.Backup.Bucket, bn.s3Origin)
 	if token != "" {
 		fmt.Fprintf(w, "  API token (all scopes, this run only):  %s\n", token)
 	} else {
@@ -133,8 +202,9 @@ func printBanner(w io.Writer, addr string, servers *devenv.Env, cfg config.Confi
 	}
 	fmt.Fprintf(w, "\n  try it:\n    curl -s -X POST %s/v1/leads -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \\\n", base, tok)
 	fmt.Fprintf(w, "      -d '{\"first_name\":\"Ana\",\"email\":\"ana@example.com\",\"course\":\"tecnico-marketing-digital\",\"source\":\"web-form\",\"consent\":{\"privacy\":true,\"text_version\":\"2026-01\"}}'\n\n")
-	fmt.Fprintf(w, "  running: intake (API, dashboard, outbox relay), worker-automation (channels on: %s).\n", channelsOn(cfg))
-	fmt.Fprintf(w, "  Not built yet: worker-llm, worker-stats, scheduler.\n\n")
+	fmt.Fprintf(w, "  backups (another terminal):\n    source %s && go run ./cmd/cepjobs backup now && go run ./cmd/cepjobs backup list\n\n", bn.envFile)
+	fmt.Fprintf(w, "  running: intake (API, dashboard, outbox relay), worker-automation (channels on: %s),\n", channelsOn(cfg))
+	fmt.Fprintf(w, "  worker-stats (backups, maintenance), scheduler. Not built yet: worker-llm.\n\n")
 }
 
 func channelsOn(cfg config.Config) string {

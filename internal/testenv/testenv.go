@@ -22,17 +22,18 @@ import (
 // Redis DB indexes, one per test package, so packages tested in parallel
 // never see each other's queues.
 const (
-	RedisDBOutbox   = 1
-	RedisDBAPI      = 2
-	RedisDBIntake   = 3
-	RedisDBCLI      = 4
-	RedisDBDoctor   = 5
-	RedisDBDevenv   = 6
-	RedisDBHandlers = 7
-	RedisDBSched    = 8
-	RedisDBRateLim  = 9
-	RedisDBWorkers  = 10
-	RedisDBBackup   = 11
+	RedisDBOutbox      = 1
+	RedisDBAPI         = 2
+	RedisDBIntake      = 3
+	RedisDBCLI         = 4
+	RedisDBDoctor      = 5
+	RedisDBDevenv      = 6
+	RedisDBHandlers    = 7
+	RedisDBSched       = 8
+	RedisDBRateLim     = 9
+	RedisDBWorkers     = 10
+	RedisDBBackup      = 11
+	RedisDBOutboxRelay = 12
 )
 
 // AdminURL is the server tests create their databases on.

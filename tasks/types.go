@@ -16,6 +16,7 @@ const (
 	TypeCampaignSendBatch = "campaign:send-batch"
 	TypeCampaignSyncMeta  = "campaign:sync-meta"
 	TypeContentGenerate   = "content:generate"
+	TypeContentCallback   = "content:callback"
 	TypeStatsRollup       = "stats:rollup"
 	TypeStatsReport       = "stats:report"
 	TypeExportLeads       = "export:leads"
@@ -46,6 +47,7 @@ var specs = map[string]Spec{
 	TypeCampaignSendBatch: {Queue: QueueDefault, MaxRetry: 20, Timeout: 10 * time.Minute, Retention: 24 * time.Hour},
 	TypeCampaignSyncMeta:  {Queue: QueueLow, MaxRetry: 10, Timeout: 10 * time.Minute, Retention: 24 * time.Hour},
 	TypeContentGenerate:   {Queue: QueueLLM, MaxRetry: 8, Timeout: 5 * time.Minute, Retention: 24 * time.Hour},
+	TypeContentCallback:   {Queue: QueueLLM, MaxRetry: 12, Timeout: 1 * time.Minute, Retention: 24 * time.Hour},
 	TypeStatsRollup:       {Queue: QueueStats, MaxRetry: 5, Timeout: 10 * time.Minute, Retention: 48 * time.Hour},
 	TypeStatsReport:       {Queue: QueueStats, MaxRetry: 5, Timeout: 15 * time.Minute, Retention: 48 * time.Hour},
 	TypeExportLeads:       {Queue: QueueStats, MaxRetry: 5, Timeout: 30 * time.Minute, Retention: 48 * time.Hour},

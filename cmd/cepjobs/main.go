@@ -43,6 +43,8 @@ commands:
   migrate        apply the database migrations
   config         print the effective configuration, secrets redacted
   doctor         check Redis, PostgreSQL, pg_dump and integrations
+  backup         back up now, list, restore or verify database backups (backup help)
+  schedule       print the schedule table with each entry's next and previous run
   hash-password  read a password on stdin and print its bcrypt hash
                  (for CEPJOBS_DASHBOARD_PASSWORD_HASH)
   version        print the version
@@ -74,6 +76,10 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 		return runDoctor(ctx, e, rest)
 	case "hash-password":
 		return runHashPassword(e, rest)
+	case "backup":
+		return runBackup(ctx, e, rest)
+	case "schedule":
+		return runSchedule(e, rest)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "cepjobs", version.String())
 		return nil

@@ -11,6 +11,10 @@ func (s *Server) routes(mux *http.ServeMux, d Deps) {
 	s.handle(mux, "POST /v1/leads", s.authorize(ScopeLeadsWrite, s.handleCreateLead()))
 	s.handle(mux, "GET /v1/leads/{id}", s.authorize(ScopeLeadsRead, s.handleGetLead()))
 
+	// AI content.
+	s.handle(mux, "POST /v1/content", s.authorize(ScopeContentWrite, s.handleCreateContent(d.Store)))
+	s.handle(mux, "GET /v1/content/{id}", s.authorize(ScopeContentRead, s.handleGetContent(d.Store)))
+
 	// Backups.
 	if d.Backups != nil {
 		s.handle(mux, "POST /v1/backups", s.authorize(ScopeBackupsWrite, s.handleCreateBackup(d.Store)))

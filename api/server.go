@@ -20,6 +20,7 @@ type leadStore interface {
 	LookupIdempotency(ctx context.Context, idem *store.Idempotency) (*store.Response, error)
 	LeadStatus(ctx context.Context, id string) (store.LeadStatus, error)
 	QueueTask(ctx context.Context, taskType string, payload []byte, now time.Time) (string, error)
+	contentStore
 	Ping(ctx context.Context) error
 }
 

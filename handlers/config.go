@@ -102,3 +102,30 @@ func (c StatsConfig) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// LLMConfig tunes worker-llm.
+type LLMConfig struct {
+	// Concurrency is small: each job holds a model call for seconds, and
+	// the endpoint's rate limits bind long before our CPU does.
+	Concurrency int    `env:"CEPJOBS_LLM_CONCURRENCY" default:"4"`
+	MetricsAddr string `env:"CEPJOBS_LLM_METRICS_ADDR" default:":9102"`
+	// CallbackSecret signs result callbacks to the CMS.
+	CallbackSecret string `env:"CEPJOBS_CALLBACK_SECRET" secret:"true"`
+}
+
+// Validate reports every problem.
+func (c LLMConfig) Validate() error {
+	var errs []error
+	if c.Concurrency < 1 || c.Concurrency > 256 {
+		errs = append(errs, errors.New("CEPJOBS_LLM_CONCURRENCY: must be between 1 and 256"))
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("CEPJOBS_LLM_METRICS_ADDR: want host:port or :port, got %q", c.MetricsAddr))
+		}
+	}
+	if c.CallbackSecret != "" && len(c.CallbackSecret) < 16 {
+		errs = append(errs, errors.New("CEPJOBS_CALLBACK_SECRET: use at least 16 characters (try: openssl rand -hex 32)"))
+	}
+	return errors.Join(errs...)
+}

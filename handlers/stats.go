@@ -70,6 +70,7 @@ func NewStats(d StatsDeps) *asynq.ServeMux {
 var Handled = map[string]bool{
 	tasks.TypeLeadProcess: true, tasks.TypeLeadDeliver: true, tasks.TypeEmailSend: true,
 	tasks.TypeBackupDatabase: true, tasks.TypeMaintenancePurge: true,
+	tasks.TypeContentGenerate: true, tasks.TypeContentCallback: true,
 }
 
 // BackupResult is what a backup task writes as its asynq result (shown in

@@ -53,7 +53,8 @@ func runDev(ctx context.Context, e env, rest []string) error {
 	overrides := []string{"REDIS_URL=" + servers.RedisURL, "DATABASE_URL=" + servers.DatabaseURL,
 		"CEPJOBS_LOG_FORMAT=" + orDefault(get("CEPJOBS_LOG_FORMAT"), "text"),
 		// Workers share the process: their metrics go on free ports.
-		"CEPJOBS_AUTOMATION_METRICS_ADDR=" + orDefault(get("CEPJOBS_AUTOMATION_METRICS_ADDR"), "127.0.0.1:0")}
+		"CEPJOBS_AUTOMATION_METRICS_ADDR=" + orDefault(get("CEPJOBS_AUTOMATION_METRICS_ADDR"), "127.0.0.1:0"),
+		"CEPJOBS_LLM_METRICS_ADDR=" + orDefault(get("CEPJOBS_LLM_METRICS_ADDR"), "127.0.0.1:0")}
 	// Object storage for backups: a local S3 server (versitygw, built and
 	// cached on first use) when none is configured.
 	s3Origin := "S3_ENDPOINT"
@@ -105,13 +106,25 @@ func runDev(ctx context.Context, e env, rest []string) error {
 	if err != nil {
 		return err
 	}
+	procs := []func(context.Context) error{in.Run, automation.Run, stats.Run, sched.Run}
+	llmState := "not served: set OPENAI_API_KEY (OpenAI, or OPENAI_BASE_URL of a compatible endpoint such as a local Ollama)"
+	if cfg.LLM.Enabled() {
+		llmw, err := fleet.NewLLMWorker(ctx, cfg, log.With("process", "worker-llm"))
+		if err != nil {
+			return err
+		}
+		procs = append(procs, llmw.Run)
+		llmState = "on, model " + cfg.LLM.Model
+	} else {
+		log.Warn("queue llm is not served: worker-llm needs OPENAI_API_KEY; content jobs wait in the llm queue")
+	}
 	envFile, err := writeDevEnv(*dir, cfg)
 	if err != nil {
 		return err
 	}
 	printBanner(e.stdout, banner{addr: in.Addr(), servers: servers, cfg: cfg, token: token, dashPassword: dashPassword,
-		automationMetrics: automation.MetricsAddr(), statsMetrics: stats.MetricsAddr(), s3Origin: s3Origin, envFile: envFile})
-	return runAll(ctx, in.Run, automation.Run, stats.Run, sched.Run)
+		automationMetrics: automation.MetricsAddr(), statsMetrics: stats.MetricsAddr(), s3Origin: s3Origin, envFile: envFile, llm: llmState})
+	return runAll(ctx, procs...)
 }
 
 // writeDevEnv writes the servers' variables to <dir>/env, so the CLI in
@@ -170,6 +183,7 @@ type banner struct {
 	token, dashPassword             string
 	automationMetrics, statsMetrics string
 	s3Origin, envFile               string
+	llm                             string
 }
 
 func printBanner(w io.Writer, bn banner) {
@@ -204,7 +218,7 @@ func printBanner(w io.Writer, bn banner) {
 	fmt.Fprintf(w, "      -d '{\"first_name\":\"Ana\",\"email\":\"ana@example.com\",\"course\":\"tecnico-marketing-digital\",\"source\":\"web-form\",\"consent\":{\"privacy\":true,\"text_version\":\"2026-01\"}}'\n\n")
 	fmt.Fprintf(w, "  backups (another terminal):\n    source %s && go run ./cmd/cepjobs backup now && go run ./cmd/cepjobs backup list\n\n", bn.envFile)
 	fmt.Fprintf(w, "  running: intake (API, dashboard, outbox relay), worker-automation (channels on: %s),\n", channelsOn(cfg))
-	fmt.Fprintf(w, "  worker-stats (backups, maintenance), scheduler. Not built yet: worker-llm.\n\n")
+	fmt.Fprintf(w, "  worker-stats (backups, maintenance), scheduler; worker-llm %s.\n\n", bn.llm)
 }
 
 func channelsOn(cfg config.Config) string {

@@ -129,7 +129,7 @@ func TestDevRunsTheFleet(t *testing.T) {
 		if m := loginRE.FindStringSubmatch(line); m != nil {
 			user, pass = m[1], m[2]
 		}
-		if strings.Contains(line, "Not built yet") {
+		if strings.Contains(line, "worker-llm") {
 			break
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/cepcomunicacion/cepjobs/handlers"
 	"github.com/cepcomunicacion/cepjobs/internal/backup"
 	"github.com/cepcomunicacion/cepjobs/internal/hcaptcha"
+	"github.com/cepcomunicacion/cepjobs/internal/llm"
 	"github.com/cepcomunicacion/cepjobs/internal/mailchimp"
 	"github.com/cepcomunicacion/cepjobs/internal/mandrill"
 	"github.com/cepcomunicacion/cepjobs/internal/meta"
@@ -44,6 +45,8 @@ type Config struct {
 	WhatsApp   whatsapp.Config
 	Scheduler  scheduler.Config
 	Stats      handlers.StatsConfig
+	LLMWorker  handlers.LLMConfig
+	LLM        llm.Config
 	Backup     backup.Config
 
 	env map[string]string
@@ -139,7 +142,8 @@ func Load(environ []string) (Config, error) {
 	}
 	// Every Validate error starts with the variable's name.
 	for _, part := range []interface{ Validate() error }{c.Redis, c.Store, c.API, c.Captcha, c.Outbox, c.Log,
-		c.Automation, c.Mailchimp, c.Mandrill, c.SMTP, c.Meta, c.WhatsApp, c.Scheduler, c.Stats, c.Backup, backupSchedule{c.Backup.Schedule}} {
+		c.Automation, c.Mailchimp, c.Mandrill, c.SMTP, c.Meta, c.WhatsApp, c.Scheduler, c.Stats, c.Backup, backupSchedule{c.Backup.Schedule},
+		c.LLMWorker, c.LLM} {
 		for _, e := range splitJoined(part.Validate()) {
 			name, _, _ := strings.Cut(e.Error(), ":")
 			if !bad[name] {

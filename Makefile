@@ -4,7 +4,7 @@ GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/cepcomunicacion/cepjobs/internal/version.Version=$(VERSION)
-BINARIES := cepjobs intake worker-automation worker-stats scheduler
+BINARIES := cepjobs intake worker-automation worker-llm worker-stats scheduler
 
 .PHONY: run test lint build check-go clean
 

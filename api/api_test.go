@@ -31,10 +31,11 @@ import (
 )
 
 const (
-	writer   = "writer-token-0123456789"
-	reader   = "reader-token-0123456789"
-	dashUser = "ops"
-	dashPass = "correct horse battery staple"
+	writer       = "writer-token-0123456789"
+	reader       = "reader-token-0123456789"
+	contentToken = "content-token-0123456789"
+	dashUser     = "ops"
+	dashPass     = "correct horse battery staple"
 )
 
 var (
@@ -92,6 +93,7 @@ func setup(t *testing.T, opts ...option) *bundle {
 		Tokens: api.Tokens{
 			{Name: "cms", Secret: writer, Scopes: []string{api.ScopeLeadsWrite, api.ScopeLeadsRead}},
 			{Name: "reporting", Secret: reader, Scopes: []string{api.ScopeLeadsRead}},
+			{Name: "content", Secret: contentToken, Scopes: []string{api.ScopeContentWrite, api.ScopeContentRead}},
 		},
 		Dashboard: api.DashboardConfig{User: dashUser, PasswordHash: dashHash},
 	}
@@ -565,5 +567,48 @@ func TestBackupsEndpoints(t *testing.T) {
 	r = b.do(t, "GET", "/v1/backups", "ops-token-0123456789", nil)
 	if r.status != 200 || !strings.Contains(r.raw, res.Key) || !strings.Contains(r.raw, res.SHA256) {
 		t.Errorf("list: got %d %s, want %s", r.status, r.raw, res.Key)
+	}
+}
+
+func TestContentEndpoints(t *testing.T) {
+	b := setup(t)
+	bad := b.do(t, "POST", "/v1/content", contentToken, map[string]any{
+		"kind": "course_description", "language": "es_ES!", "input": map[string]any{"title": "", "modality": "a distancia", "extra": 1},
+		"callback_url": "ftp://cms.example/x",
+	})
+	if bad.status != 422 {
+		t.Fatalf("bad content request: got %d %s", bad.status, bad.raw)
+	}
+	fields := strings.Join(fieldsOf(bad), ",")
+	for _, f := range []string{"language", "input.title", "input.modality", "input.duration", "input.audience", "input.extra", "callback_url"} {
+		if !strings.Contains(fields, f) {
+			t.Errorf("422 lacks field %s (got %s)", f, fields)
+		}
+	}
+	if r := b.do(t, "POST", "/v1/content", contentToken, map[string]any{"kind": "poem", "input": map[string]any{}}); r.status != 422 || !strings.Contains(strings.Join(fieldsOf(r), ","), "kind") {
+		t.Errorf("unknown kind: got %d %s", r.status, r.raw)
+	}
+	if r := b.do(t, "POST", "/v1/content", writer, map[string]any{}); r.status != 403 {
+		t.Errorf("without content:write: got %d", r.status)
+	}
+
+	ok := b.do(t, "POST", "/v1/content", contentToken, map[string]any{
+		"kind": "course_description", "language": "es-ES", "callback_url": "https://cms.example/api/content-callback",
+		"input": map[string]any{"title": "Técnico en Marketing Digital", "modality": "online", "duration": "600 horas", "audience": "Personas que quieren trabajar en marketing"},
+	})
+	if ok.status != 202 || ok.body["status"] != "queued" {
+		t.Fatalf("valid content request: got %d %s", ok.status, ok.raw)
+	}
+	id := ok.body["id"].(string)
+	pending, _ := b.inspector.ListPendingTasks(tasks.QueueLLM)
+	if len(pending) != 1 || pending[0].Type != tasks.TypeContentGenerate || string(pending[0].Payload) != `{"job_id":"`+id+`"}` {
+		t.Errorf("queued task: got %+v", pending)
+	}
+	g := b.do(t, "GET", "/v1/content/"+id, contentToken, nil)
+	if g.status != 200 || g.body["status"] != "queued" || g.body["kind"] != "course_description" {
+		t.Errorf("GET content: got %d %s", g.status, g.raw)
+	}
+	if r := b.do(t, "GET", "/v1/content/0b7f4a4e-8f0e-4c1b-9d7a-3c2f1e0d9b8a", contentToken, nil); r.status != 404 {
+		t.Errorf("unknown job: got %d", r.status)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 )
 
+var rawMessageType = reflect.TypeOf(json.RawMessage(nil))
+
 // MaxBodyBytes bounds every request body.
 const MaxBodyBytes = 64 << 10
 
@@ -109,6 +111,9 @@ func checkShape(raw any, t reflect.Type, prefix string, errs *[]FieldError) {
 func fits(v any, t reflect.Type) bool {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if t == rawMessageType {
+		return true // checked by whoever decodes it
 	}
 	switch v.(type) {
 	case nil:

@@ -34,6 +34,7 @@ const (
 	RedisDBWorkers     = 10
 	RedisDBBackup      = 11
 	RedisDBOutboxRelay = 12
+	RedisDBLLM         = 13
 )
 
 // AdminURL is the server tests create their databases on.

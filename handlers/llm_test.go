@@ -227,3 +227,26 @@ func TestDailyBudgetMakesJobsWait(t *testing.T) {
 		t.Errorf("calls made over the cap: %d", n)
 	}
 }
+
+// TestCancelFromDashboardStopsTheCall: asynq cancels the task's context when
+// ops cancel it in the dashboard; the model call stops and the job fails as
+// cancelled instead of running on.
+func TestCancelFromDashboardStopsTheCall(t *testing.T) {
+	b := llmSetup(t, 10, func(c *llm.Config) { c.CallTimeout = 30 * time.Second })
+	b.fake.Enqueue(llmtest.Reply{Content: courseAnswer, Delay: 20 * time.Second})
+	id := b.job(t, "course_description", courseInput, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-b.fake.Arrived()
+		cancel()
+	}()
+	payload, _ := json.Marshal(tasks.ContentGenerate{JobID: id})
+	start := time.Now()
+	err := b.mux.ProcessTask(ctx, asynq.NewTask(tasks.TypeContentGenerate, payload))
+	if err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("cancelled call: got %v after %s, want an error at once", err, time.Since(start))
+	}
+	if j := b.load(t, id); j.Status != store.ContentFailed || !strings.Contains(j.Error, "cancelled") {
+		t.Errorf("job after cancel: got %s %q, want failed as cancelled", j.Status, j.Error)
+	}
+}

@@ -11,6 +11,8 @@ import (
 const (
 	TypeLeadProcess       = "lead:process"
 	TypeLeadDeliver       = "lead:deliver"
+	TypeLeadErase         = "lead:erase"
+	TypeMetaLeadgen       = "meta:leadgen"
 	TypeEmailSend         = "email:send"
 	TypeCampaignLaunch    = "campaign:launch"
 	TypeCampaignSendBatch = "campaign:send-batch"
@@ -42,6 +44,8 @@ type Spec struct {
 var specs = map[string]Spec{
 	TypeLeadProcess:       {Queue: QueueCritical, MaxRetry: 25, Timeout: 1 * time.Minute, Retention: 24 * time.Hour},
 	TypeLeadDeliver:       {Queue: QueueCritical, MaxRetry: 25, Timeout: 2 * time.Minute, Retention: 24 * time.Hour},
+	TypeLeadErase:         {Queue: QueueDefault, MaxRetry: 20, Timeout: 2 * time.Minute, Retention: 24 * time.Hour},
+	TypeMetaLeadgen:       {Queue: QueueCritical, MaxRetry: 20, Timeout: 1 * time.Minute, Retention: 24 * time.Hour},
 	TypeEmailSend:         {Queue: QueueDefault, MaxRetry: 20, Timeout: 2 * time.Minute, Retention: 24 * time.Hour},
 	TypeCampaignLaunch:    {Queue: QueueDefault, MaxRetry: 10, Timeout: 10 * time.Minute, Retention: 24 * time.Hour},
 	TypeCampaignSendBatch: {Queue: QueueDefault, MaxRetry: 20, Timeout: 10 * time.Minute, Retention: 24 * time.Hour},

@@ -15,6 +15,12 @@ func (s *Server) routes(mux *http.ServeMux, d Deps) {
 	s.handle(mux, "POST /v1/content", s.authorize(ScopeContentWrite, s.handleCreateContent(d.Store)))
 	s.handle(mux, "GET /v1/content/{id}", s.authorize(ScopeContentRead, s.handleGetContent(d.Store)))
 
+	// Campaigns, Meta webhooks, exports and statistics.
+	s.mountCampaigns(mux, d)
+	s.mountWebhooks(mux, d)
+	s.mountExports(mux, d)
+	s.mountStats(mux, d)
+
 	// Backups.
 	if d.Backups != nil {
 		s.handle(mux, "POST /v1/backups", s.authorize(ScopeBackupsWrite, s.handleCreateBackup(d.Store)))

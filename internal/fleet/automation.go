@@ -127,6 +127,12 @@ func NewAutomationWorker(ctx context.Context, cfg config.Config, log *slog.Logge
 		Channels: channels, Off: off, Email: email,
 		Logger: log, Metrics: handlers.NewMetrics(b.reg),
 	})
+	x := automationExtras{mux: w.mux, base: b, cfg: cfg, log: log, limiter: limiter}
+	for _, add := range []func(automationExtras) error{addCampaigns, addMetaLeadgen} {
+		if err := add(x); err != nil {
+			return nil, fmt.Errorf("start worker-automation: %w", err)
+		}
+	}
 	w.closers = append(w.closers, b.close)
 	return w, nil
 }

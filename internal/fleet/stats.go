@@ -67,6 +67,12 @@ func NewStatsWorker(ctx context.Context, cfg config.Config, log *slog.Logger) (_
 		deps.Backups = bk
 	}
 	w.mux = handlers.NewStats(deps)
+	x := statsExtras{mux: w.mux, base: b, cfg: cfg, log: log}
+	for _, add := range []func(statsExtras) error{addMetaInsights, addExports} {
+		if err := add(x); err != nil {
+			return nil, fmt.Errorf("start worker-stats: %w", err)
+		}
+	}
 	w.closers = append(w.closers, b.close)
 	return w, nil
 }

@@ -612,3 +612,40 @@ func TestContentEndpoints(t *testing.T) {
 		t.Errorf("unknown job: got %d", r.status)
 	}
 }
+
+func TestEraseAndStatsEndpoints(t *testing.T) {
+	b := setup(t, func(c *api.Config, _ *api.Deps) {
+		c.Tokens = append(c.Tokens, api.Token{Name: "dpo", Secret: "dpo-token-0123456789", Scopes: []string{api.ScopeLeadsErase, api.ScopeStatsRead}})
+	})
+	r := b.do(t, "POST", "/v1/leads", writer, validLead())
+	id := r.body["id"].(string)
+	if r := b.do(t, "DELETE", "/v1/leads/"+id, writer, nil); r.status != 403 {
+		t.Errorf("erase without leads:erase: got %d", r.status)
+	}
+	e := b.do(t, "DELETE", "/v1/leads/"+id, "dpo-token-0123456789", nil)
+	if e.status != 202 || e.body["status"] != "erasing" {
+		t.Fatalf("erase: got %d %s", e.status, e.raw)
+	}
+	pending, _ := b.inspector.ListPendingTasks(tasks.QueueDefault)
+	if len(pending) != 1 || pending[0].Type != tasks.TypeLeadErase {
+		t.Errorf("queued erase task: got %+v", pending)
+	}
+	if again := b.do(t, "DELETE", "/v1/leads/"+id, "dpo-token-0123456789", nil); again.status != 202 {
+		t.Errorf("second erase request: got %d", again.status)
+	}
+	if p, _ := b.inspector.ListPendingTasks(tasks.QueueDefault); len(p) != 1 {
+		t.Errorf("a second request queued another task: %d", len(p))
+	}
+	if r := b.do(t, "DELETE", "/v1/leads/0b7f4a4e-8f0e-4c1b-9d7a-3c2f1e0d9b8a", "dpo-token-0123456789", nil); r.status != 404 {
+		t.Errorf("erase unknown lead: got %d", r.status)
+	}
+
+	bad := b.do(t, "GET", "/v1/stats?from=2026-13-01&by=course,planet", "dpo-token-0123456789", nil)
+	if bad.status != 422 || strings.Join(fieldsOf(bad), ",") != "from,to,by" {
+		t.Errorf("bad stats query: got %d %v", bad.status, fieldsOf(bad))
+	}
+	ok := b.do(t, "GET", "/v1/stats?from=2026-11-01&to=2026-11-30&by=course", "dpo-token-0123456789", nil)
+	if ok.status != 200 || ok.body["rows"] == nil {
+		t.Errorf("stats: got %d %s", ok.status, ok.raw)
+	}
+}

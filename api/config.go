@@ -70,6 +70,7 @@ func (c Config) Validate() error {
 const (
 	ScopeLeadsWrite     = "leads:write"
 	ScopeLeadsRead      = "leads:read"
+	ScopeLeadsErase     = "leads:erase"
 	ScopeContentWrite   = "content:write"
 	ScopeContentRead    = "content:read"
 	ScopeCampaignsWrite = "campaigns:write"
@@ -82,7 +83,7 @@ const (
 
 // KnownScopes lists every scope; a token naming another one is a typo.
 var KnownScopes = []string{
-	ScopeLeadsWrite, ScopeLeadsRead, ScopeContentWrite, ScopeContentRead,
+	ScopeLeadsWrite, ScopeLeadsRead, ScopeLeadsErase, ScopeContentWrite, ScopeContentRead,
 	ScopeCampaignsWrite, ScopeCampaignsRead, ScopeBackupsWrite, ScopeBackupsRead,
 	ScopeExportsWrite, ScopeStatsRead,
 }

@@ -10,6 +10,9 @@ func (s *Server) routes(mux *http.ServeMux, d Deps) {
 	// Leads.
 	s.handle(mux, "POST /v1/leads", s.authorize(ScopeLeadsWrite, s.handleCreateLead()))
 	s.handle(mux, "GET /v1/leads/{id}", s.authorize(ScopeLeadsRead, s.handleGetLead()))
+	if es, ok := d.Store.(eraseStore); ok {
+		s.handle(mux, "DELETE /v1/leads/{id}", s.authorize(ScopeLeadsErase, s.handleEraseLead(es)))
+	}
 
 	// AI content.
 	s.handle(mux, "POST /v1/content", s.authorize(ScopeContentWrite, s.handleCreateContent(d.Store)))

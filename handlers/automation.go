@@ -23,6 +23,9 @@ type automationStore interface {
 	BeginAttempt(ctx context.Context, leadID, channel string, now time.Time) (store.Delivery, error)
 	RecordDelivery(ctx context.Context, leadID, channel string, o store.DeliveryOutcome, now time.Time) (string, error)
 	SaveDeliveryDetail(ctx context.Context, leadID, channel string, detail json.RawMessage, now time.Time) error
+	ErasureOf(ctx context.Context, leadID string) (store.Erasure, error)
+	RecordErasureStep(ctx context.Context, leadID, step, outcome string, now time.Time) error
+	EraseLead(ctx context.Context, leadID string, now time.Time) error
 	BeginEmailAttempt(ctx context.Context, id string, now time.Time) (store.Email, error)
 	RecordEmail(ctx context.Context, id, status, vendorRef, errText string, now time.Time) error
 }
@@ -68,7 +71,9 @@ type AutomationDeps struct {
 	Channels []Channel
 	Off      map[tasks.Channel]string
 	// Email sends email:send tasks; nil when no email transport is set.
-	Email   EmailSender
+	Email EmailSender
+	// Eraser deletes erased leads from Mailchimp; nil when it is off.
+	Eraser  MemberEraser
 	Logger  *slog.Logger
 	Metrics *Metrics
 	Now     func() time.Time
@@ -97,6 +102,7 @@ func NewAutomation(d AutomationDeps) *asynq.ServeMux {
 	mux.HandleFunc(tasks.TypeLeadProcess, a.processLead)
 	mux.HandleFunc(tasks.TypeLeadDeliver, a.deliverLead)
 	mux.HandleFunc(tasks.TypeEmailSend, a.sendEmail)
+	mux.HandleFunc(tasks.TypeLeadErase, a.eraseLead)
 	return mux
 }
 

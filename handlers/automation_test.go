@@ -17,10 +17,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cepcomunicacion/cepjobs/handlers"
+	"github.com/cepcomunicacion/cepjobs/internal/mailchimp"
 	"github.com/cepcomunicacion/cepjobs/internal/ratelimit"
 	"github.com/cepcomunicacion/cepjobs/internal/redisconn"
 	"github.com/cepcomunicacion/cepjobs/internal/testenv"
 	"github.com/cepcomunicacion/cepjobs/internal/vendor"
+	"github.com/cepcomunicacion/cepjobs/internal/vendortest"
 	"github.com/cepcomunicacion/cepjobs/store"
 	"github.com/cepcomunicacion/cepjobs/tasks"
 )
@@ -349,5 +351,49 @@ func TestEmailSendOnce(t *testing.T) {
 	sender.errs = []error{&vendor.Error{Vendor: "smtp", Op: "send", Code: "550", Permanent: true}}
 	if err := send(queue("nobody@example.com")); !errors.Is(err, asynq.SkipRetry) {
 		t.Errorf("permanent failure: got %v, want SkipRetry", err)
+	}
+}
+
+func TestEraseLeadDeletesMailchimpMemberThenData(t *testing.T) {
+	mc := vendortest.Mailchimp(t, "mc-key-us7", "list-1")
+	client, err := mailchimp.New(mailchimp.Config{APIKey: "mc-key-us7", ListID: "list-1", BaseURL: mc.URL}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{URL: dbURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	opt, _ := redisconn.Parse(testenv.RedisURL(t, testenv.RedisDBHandlers))
+	rc := redisconn.Client(opt)
+	defer rc.Close()
+	mux := handlers.NewAutomation(handlers.AutomationDeps{
+		Store: st, Queue: asynq.NewClientFromRedisClient(rc), Throttle: ratelimit.New(rc, nil), Eraser: client,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: handlers.NewMetrics(prometheus.NewRegistry()),
+	})
+	b := &bundle{store: st}
+	id := b.newLead(t, true)
+	l, _ := st.LeadDetail(ctx, id)
+	if _, err := st.RequestErasure(ctx, id, "cms", time.Now(), tasks.TypeLeadErase, func(string) ([]byte, error) { return []byte("{}"), nil }); err != nil {
+		t.Fatal(err)
+	}
+	task := asynq.NewTask(tasks.TypeLeadErase, []byte(`{"lead_id":"`+id+`"}`))
+	for range 2 { // the second run (a duplicate task) does nothing more
+		if err := mux.ProcessTask(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := mc.Calls()["delete:"+mailchimp.SubscriberHash(l.Email)]; n != 1 {
+		t.Errorf("mailchimp delete-permanent calls: got %d, want 1", n)
+	}
+	after, _ := st.LeadDetail(ctx, id)
+	if after.Email != "" || after.FirstName != "" || after.ClientIP != nil {
+		t.Errorf("lead after erasure: got %+v", after)
+	}
+	e, _ := st.ErasureOf(ctx, id)
+	if e.Steps["mailchimp"] != "deleted" || e.CompletedAt == nil {
+		t.Errorf("erasure record: %+v", e)
 	}
 }

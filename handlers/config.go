@@ -84,6 +84,9 @@ type StatsConfig struct {
 	BackupDatabaseURL string `env:"CEPJOBS_BACKUP_DATABASE_URL" secret:"url"`
 	// OpsEmail receives an alert when a backup fails for good.
 	OpsEmail string `env:"CEPJOBS_OPS_EMAIL"`
+	// LeadRetention: the daily purge anonymises leads received longer ago
+	// (RGPD storage limitation); 0 keeps them.
+	LeadRetention time.Duration `env:"CEPJOBS_LEAD_RETENTION" default:"17520h"`
 }
 
 // Validate reports every problem.
@@ -96,6 +99,9 @@ func (c StatsConfig) Validate() error {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
 			errs = append(errs, fmt.Errorf("CEPJOBS_STATS_METRICS_ADDR: want host:port or :port, got %q", c.MetricsAddr))
 		}
+	}
+	if c.LeadRetention < 0 || c.LeadRetention > 0 && c.LeadRetention < 30*24*time.Hour {
+		errs = append(errs, errors.New("CEPJOBS_LEAD_RETENTION: 0 (keep) or at least 720h"))
 	}
 	if c.OpsEmail != "" && !strings.Contains(c.OpsEmail, "@") {
 		errs = append(errs, errors.New("CEPJOBS_OPS_EMAIL: want an email address"))

@@ -26,6 +26,8 @@ type backups interface {
 // statsStore is what worker-stats needs of the database.
 type statsStore interface {
 	Purge(ctx context.Context, now time.Time, keysOlder, outboxOlder, emailsOlder time.Duration) (store.PurgeResult, error)
+	AnonymiseOlderThan(ctx context.Context, cutoff, now time.Time) (int64, error)
+	RollupDay(ctx context.Context, day, now time.Time) (int64, error)
 	QueueEmail(ctx context.Context, e store.Email, now time.Time, taskType string, payload func(string) ([]byte, error)) (string, string, error)
 }
 
@@ -44,9 +46,12 @@ type StatsDeps struct {
 	DatabaseURL string
 	// OpsEmail receives an alert when a backup fails; empty for none.
 	OpsEmail string
-	Logger   *slog.Logger
-	Metrics  *BackupMetrics
-	Now      func() time.Time
+	// LeadRetention anonymises leads older than this in the daily purge
+	// (RGPD); 0 keeps them.
+	LeadRetention time.Duration
+	Logger        *slog.Logger
+	Metrics       *BackupMetrics
+	Now           func() time.Time
 }
 
 // Stats handles backup:database and maintenance:purge (stats roll-ups,
@@ -62,6 +67,7 @@ func NewStats(d StatsDeps) *asynq.ServeMux {
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(tasks.TypeBackupDatabase, s.backupDatabase)
 	mux.HandleFunc(tasks.TypeMaintenancePurge, s.purge)
+	mux.HandleFunc(tasks.TypeStatsRollup, s.rollup)
 	return mux
 }
 
@@ -71,6 +77,7 @@ var Handled = map[string]bool{
 	tasks.TypeLeadProcess: true, tasks.TypeLeadDeliver: true, tasks.TypeEmailSend: true,
 	tasks.TypeBackupDatabase: true, tasks.TypeMaintenancePurge: true,
 	tasks.TypeContentGenerate: true, tasks.TypeContentCallback: true,
+	tasks.TypeLeadErase: true, tasks.TypeStatsRollup: true,
 }
 
 // BackupResult is what a backup task writes as its asynq result (shown in
@@ -169,7 +176,32 @@ func (s *Stats) purge(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	s.d.Logger.Info("maintenance purge", "idempotency_keys", r.IdempotencyKeys, "outbox_rows", r.OutboxRows, "emails", r.Emails)
+	var anonymised int64
+	if s.d.LeadRetention > 0 {
+		if anonymised, err = s.d.Store.AnonymiseOlderThan(ctx, s.d.Now().Add(-s.d.LeadRetention), s.d.Now()); err != nil {
+			return err
+		}
+	}
+	s.d.Logger.Info("maintenance purge", "idempotency_keys", r.IdempotencyKeys, "outbox_rows", r.OutboxRows, "emails", r.Emails,
+		"leads_anonymised", anonymised)
+	return nil
+}
+
+// rollup recomputes one day's statistics.
+func (s *Stats) rollup(ctx context.Context, t *asynq.Task) error {
+	p, err := tasks.Decode[tasks.StatsRollup](t)
+	if err != nil {
+		return err
+	}
+	day, _ := time.Parse(time.DateOnly, p.Day)
+	n, err := s.d.Store.RollupDay(ctx, day, s.d.Now())
+	if err != nil {
+		return err
+	}
+	s.d.Logger.Info("stats rolled up", "day", p.Day, "rows", n)
+	if rw := t.ResultWriter(); rw != nil {
+		_, _ = rw.Write([]byte(fmt.Sprintf(`{"day":%q,"rows":%d}`, p.Day, n)))
+	}
 	return nil
 }
 

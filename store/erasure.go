@@ -87,6 +87,12 @@ const anonymise = `
 	gone as (
 		delete from cepjobs.email_messages m using cepjobs.leads l, target t
 		where l.id = t.id and m.to_email = l.email
+	),
+	refs as (
+		-- Vendor references can be derived from the address (Mailchimp's
+		-- member id is its MD5).
+		update cepjobs.lead_deliveries d set vendor_ref = null, detail = '{}'
+		from target t where d.lead_id = t.id
 	)
 	update cepjobs.leads l set
 		external_id = null, first_name = '', last_name = null, email = '', email_normalized = 'erased:' || l.id::text,

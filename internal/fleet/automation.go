@@ -48,12 +48,14 @@ func NewAutomationWorker(ctx context.Context, cfg config.Config, log *slog.Logge
 		off      = map[tasks.Channel]string{}
 		on       []string
 	)
+	var eraser handlers.MemberEraser
 	if cfg.Mailchimp.Enabled() {
 		c, err := mailchimp.New(cfg.Mailchimp, nil)
 		if err != nil {
 			return nil, err
 		}
 		channels = append(channels, handlers.MailchimpChannel{Client: c})
+		eraser = c
 	} else {
 		off[tasks.ChannelMailchimp] = "not configured: set MAILCHIMP_API_KEY and MAILCHIMP_LIST_ID"
 	}
@@ -124,7 +126,7 @@ func NewAutomationWorker(ctx context.Context, cfg config.Config, log *slog.Logge
 	}
 	w.mux = handlers.NewAutomation(handlers.AutomationDeps{
 		Store: b.store, Queue: b.client, Throttle: limiter,
-		Channels: channels, Off: off, Email: email,
+		Channels: channels, Off: off, Email: email, Eraser: eraser,
 		Logger: log, Metrics: handlers.NewMetrics(b.reg),
 	})
 	x := automationExtras{mux: w.mux, base: b, cfg: cfg, log: log, limiter: limiter}

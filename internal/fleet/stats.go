@@ -60,7 +60,7 @@ func NewStatsWorker(ctx context.Context, cfg config.Config, log *slog.Logger) (_
 		return nil, err
 	}
 	deps := handlers.StatsDeps{
-		Store: b.store, Dispatch: dispatch, DatabaseURL: cfg.BackupDatabaseURL(), OpsEmail: sc.OpsEmail,
+		Store: b.store, Dispatch: dispatch, DatabaseURL: cfg.BackupDatabaseURL(), OpsEmail: sc.OpsEmail, LeadRetention: sc.LeadRetention,
 		Logger: log, Metrics: metrics,
 	}
 	if bk != nil {

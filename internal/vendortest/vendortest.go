@@ -200,6 +200,9 @@ func Mailchimp(t testing.TB, apiKey, listID string) *Server {
 			w.Header().Set("Content-Type", "application/json")
 			_ = json.NewEncoder(w).Encode(map[string]any{"id": hash, "email_address": email, "unique_email_id": "u" + hash[:10], "status": str(body, "status_if_new")})
 			return "member:" + hash, true
+		case r.Method == http.MethodPost && sub == "actions/delete-permanent":
+			w.WriteHeader(http.StatusNoContent)
+			return "delete:" + hash, true
 		case r.Method == http.MethodPost && sub == "tags":
 			if _, ok := body["tags"].([]any); !ok {
 				return s.reject(w, 400, "tags body without a tags array")

@@ -106,7 +106,7 @@ func (b *Backups) Run(ctx context.Context, databaseURL string, now time.Time, pr
 	}
 	rep.stepTo(StepDone)
 	b.log.Info("backup stored", "database", db, "key", res.Key, "bytes", res.Size,
-		"duration", res.Duration.Round(time.Millisecond), "tables", len(res.Tables))
+		"duration", res.Duration.Round(time.Millisecond).String(), "tables", len(res.Tables))
 	return res, nil
 }
 

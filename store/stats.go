@@ -156,6 +156,7 @@ func (s *Store) Stats(ctx context.Context, from, to time.Time, by []string) ([]S
 	}
 	defer rows.Close()
 	var out []StatsRow
+	seen := map[string]bool{}
 	for rows.Next() {
 		key, vals := scanKey(len(by))
 		var (
@@ -182,9 +183,27 @@ func (s *Store) Stats(ctx context.Context, from, to time.Time, by []string) ([]S
 				r.CostPerLead = &c
 			}
 		}
+		seen[key()] = true
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("stats: %w", err)
+	}
+	// Groups that spent money but got no lead: spend with no cost per lead.
+	for k, v := range spend {
+		if seen[k] {
+			continue
+		}
+		r := StatsRow{Group: map[string]string{}, Delivered: map[string]int64{}, Failed: map[string]int64{}, Skipped: map[string]int64{}}
+		for i, part := range strings.Split(k, "\x00") {
+			if i < len(by) {
+				r.Group[by[i]] = part
+			}
+		}
+		r.Spend = &v
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // scanKey returns n string scan targets and a function joining them.

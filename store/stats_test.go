@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/md5"
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -106,8 +107,13 @@ func TestEraseLeadBlanksPersonalData(t *testing.T) {
 	s := setup(t)
 	ctx := context.Background()
 	now := time.Now()
-	l := newLead(fmt.Sprintf("erase.%d@example.com", now.UnixNano()), "c")
-	l.LastName, l.Phone, l.Message, l.ExternalID = "García", "+34600111222", "Llamadme", "cms-9"
+	// Values no other test stores: the check below scans every table.
+	n := now.UnixNano()
+	l := newLead(fmt.Sprintf("erase.%d@example.com", n), "c")
+	l.LastName, l.Phone, l.Message, l.ExternalID = fmt.Sprintf("Apellido%d", n), fmt.Sprintf("+3469%07d", n%10000000),
+		fmt.Sprintf("Llamadme %d", n), fmt.Sprintf("cms-erase-%d", n)
+	l.ClientIP = netip.AddrFrom4([4]byte{198, 51, byte(n >> 8), byte(n)})
+	l.ClientUserAgent = fmt.Sprintf("EraseTest/%d", n)
 	r, err := s.SubmitLead(ctx, l, now, nil, "lead:process", payload)
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +147,7 @@ func TestEraseLeadBlanksPersonalData(t *testing.T) {
 		t.Fatal(err)
 	}
 	hash := fmt.Sprintf("%x", md5.Sum([]byte(store.NormalizeEmail(l.Email))))
-	for _, pii := range []string{l.Email, "García", "+34600111222", "Llamadme", "203.0.113.7", "Mozilla/5.0", "cms-9", hash} {
+	for _, pii := range []string{l.Email, l.LastName, l.Phone, l.Message, l.ClientIP.String(), l.ClientUserAgent, l.ExternalID, hash} {
 		for _, tbl := range tables {
 			var n int
 			if err := conn.QueryRow(ctx, `select count(*) from cepjobs.`+tbl+` x where x::text like '%' || $1 || '%'`, pii).Scan(&n); err != nil {

@@ -49,9 +49,12 @@ type Deps struct {
 	// storage is not configured.
 	Backups        backupLister
 	BackupDatabase string
-	Logger         *slog.Logger
-	Registry       *prometheus.Registry
-	Now            func() time.Time
+	// CampaignMailOff says why campaigns cannot send (no Mailchimp
+	// Transactional), so launches are refused with 503; "" when they can.
+	CampaignMailOff string
+	Logger          *slog.Logger
+	Registry        *prometheus.Registry
+	Now             func() time.Time
 }
 
 // Server is the intake's HTTP handler.

@@ -97,6 +97,9 @@ func NewIntake(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Int
 	if captcha != nil {
 		deps.Captcha = captcha
 	}
+	if !cfg.Mandrill.Enabled() {
+		deps.CampaignMailOff = "campaign email goes through Mailchimp Transactional: set MANDRILL_API_KEY and MANDRILL_FROM"
+	}
 	if cfg.Backup.Enabled() {
 		bk, err := backup.New(cfg.Backup, log)
 		if err != nil {

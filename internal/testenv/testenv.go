@@ -35,6 +35,8 @@ const (
 	RedisDBBackup      = 11
 	RedisDBOutboxRelay = 12
 	RedisDBLLM         = 13
+	RedisDBCampaigns   = 14
+	RedisDBMeta        = 15
 )
 
 // AdminURL is the server tests create their databases on.

@@ -21,6 +21,7 @@ type Config struct {
 	RequestTimeout  time.Duration `env:"CEPJOBS_REQUEST_TIMEOUT" default:"10s"`
 	ShutdownTimeout time.Duration `env:"CEPJOBS_SHUTDOWN_TIMEOUT" default:"15s"`
 	Dashboard       DashboardConfig
+	MetaWebhook     MetaWebhookConfig
 }
 
 // DashboardConfig is the asynqmon mount. Without a user and password hash

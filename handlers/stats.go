@@ -77,7 +77,9 @@ var Handled = map[string]bool{
 	tasks.TypeLeadProcess: true, tasks.TypeLeadDeliver: true, tasks.TypeEmailSend: true,
 	tasks.TypeBackupDatabase: true, tasks.TypeMaintenancePurge: true,
 	tasks.TypeContentGenerate: true, tasks.TypeContentCallback: true,
-	tasks.TypeLeadErase: true, tasks.TypeStatsRollup: true,
+	tasks.TypeLeadErase: true, tasks.TypeStatsRollup: true, tasks.TypeCampaignSyncMeta: true,
+	tasks.TypeExportLeads: true,
+	tasks.TypeStatsReport: true,
 }
 
 // BackupResult is what a backup task writes as its asynq result (shown in

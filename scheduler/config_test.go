@@ -34,7 +34,7 @@ func defaults(t *testing.T) scheduler.Config {
 func TestConfigDefaultsAreValid(t *testing.T) {
 	t.Parallel()
 	c := defaults(t)
-	want := scheduler.Config{RollupSchedule: "0 * * * *", MaintenanceSchedule: "30 4 * * *", Grace: 6 * time.Hour}
+	want := scheduler.Config{RollupSchedule: "0 * * * *", MaintenanceSchedule: "30 4 * * *", Grace: 6 * time.Hour, ReportSchedule: "CRON_TZ=Europe/Madrid 0 7 * * 1"}
 	if c != want {
 		t.Errorf("defaults: got %+v, want %+v", c, want)
 	}

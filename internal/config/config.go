@@ -42,12 +42,16 @@ type Config struct {
 	Mandrill   mandrill.Config
 	SMTP       smtpmail.Config
 	Meta       meta.Config
+	MetaAds    meta.AdsConfig
+	MetaLeads  meta.LeadAdsConfig
 	WhatsApp   whatsapp.Config
 	Scheduler  scheduler.Config
 	Stats      handlers.StatsConfig
 	LLMWorker  handlers.LLMConfig
 	LLM        llm.Config
 	Backup     backup.Config
+	Exports    handlers.ExportsConfig
+	Report     handlers.ReportConfig
 
 	env map[string]string
 }
@@ -142,8 +146,8 @@ func Load(environ []string) (Config, error) {
 	}
 	// Every Validate error starts with the variable's name.
 	for _, part := range []interface{ Validate() error }{c.Redis, c.Store, c.API, c.Captcha, c.Outbox, c.Log,
-		c.Automation, c.Mailchimp, c.Mandrill, c.SMTP, c.Meta, c.WhatsApp, c.Scheduler, c.Stats, c.Backup, backupSchedule{c.Backup.Schedule},
-		c.LLMWorker, c.LLM} {
+		c.Automation, c.Mailchimp, c.Mandrill, c.SMTP, c.Meta, c.MetaAds, c.MetaLeads, c.API.MetaWebhook, c.WhatsApp, c.Scheduler, c.Stats, c.Backup, backupSchedule{c.Backup.Schedule},
+		c.LLMWorker, c.LLM, c.Exports, c.Report} {
 		for _, e := range splitJoined(part.Validate()) {
 			name, _, _ := strings.Cut(e.Error(), ":")
 			if !bad[name] {

@@ -22,7 +22,7 @@ type Schedule struct {
 // ScheduleTable is the configured table, limited to task types some worker
 // handles (the others are listed by `cepjobs schedule` as waiting).
 func ScheduleTable(cfg config.Config) (active, waiting []scheduler.Entry, err error) {
-	all, err := scheduler.DefaultTable(cfg.Backup.Schedule, cfg.Scheduler.RollupSchedule, cfg.Scheduler.MaintenanceSchedule)
+	all, err := cfg.Scheduler.Table(cfg.Backup.Schedule)
 	if err != nil {
 		return nil, nil, err
 	}

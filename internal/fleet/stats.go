@@ -68,7 +68,7 @@ func NewStatsWorker(ctx context.Context, cfg config.Config, log *slog.Logger) (_
 	}
 	w.mux = handlers.NewStats(deps)
 	x := statsExtras{mux: w.mux, base: b, cfg: cfg, log: log}
-	for _, add := range []func(statsExtras) error{addMetaInsights, addExports} {
+	for _, add := range []func(statsExtras) error{addMetaInsights, addExports, addReport} {
 		if err := add(x); err != nil {
 			return nil, fmt.Errorf("start worker-stats: %w", err)
 		}

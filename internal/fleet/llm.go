@@ -9,7 +9,6 @@ import (
 	"github.com/cepcomunicacion/cepjobs/handlers"
 	"github.com/cepcomunicacion/cepjobs/internal/config"
 	"github.com/cepcomunicacion/cepjobs/internal/llm"
-	"github.com/cepcomunicacion/cepjobs/internal/outbox"
 	"github.com/cepcomunicacion/cepjobs/tasks"
 )
 
@@ -49,7 +48,7 @@ func NewLLMWorker(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *
 		return nil, err
 	}
 	w.mux = handlers.NewLLM(handlers.LLMDeps{
-		Store: b.store, Generator: gen, Dispatch: outbox.NewDispatcher(b.store, b.client, log, outbox.NewMetrics(b.reg), nil),
+		Store: b.store, Generator: gen, Dispatch: b.dispatcher(log),
 		DailyBudgetUSD: cfg.LLM.DailyBudgetUSD, CallbackSecret: cfg.LLMWorker.CallbackSecret,
 		Logger: log, Metrics: handlers.NewLLMMetrics(b.reg),
 	})

@@ -3,7 +3,6 @@ package fleet
 import (
 	"github.com/cepcomunicacion/cepjobs/handlers"
 	"github.com/cepcomunicacion/cepjobs/internal/meta"
-	"github.com/cepcomunicacion/cepjobs/internal/outbox"
 	"github.com/cepcomunicacion/cepjobs/tasks"
 )
 
@@ -24,7 +23,7 @@ func addMetaLeadgen(x automationExtras) error {
 	// worker-automation has no dispatcher of its own: the lead:process
 	// rows this handler writes go to Redis through this one (and through
 	// the intake's relay if Redis does not take them).
-	dispatch := outbox.NewDispatcher(x.base.store, x.base.client, x.log, outbox.NewMetrics(x.base.reg), nil)
+	dispatch := x.base.dispatcher(x.log)
 	x.mux.Handle(tasks.TypeMetaLeadgen, handlers.NewMetaLeadgen(handlers.MetaLeadgenDeps{
 		Client: client, Store: x.base.store, Dispatch: dispatch,
 		Forms: lc.Forms, DefaultCountry: lc.DefaultCountry, MarketingCheckbox: lc.MarketingCheckbox,

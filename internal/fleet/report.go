@@ -4,11 +4,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/cepcomunicacion/cepjobs/handlers"
 	"github.com/cepcomunicacion/cepjobs/internal/objstore"
-	"github.com/cepcomunicacion/cepjobs/internal/outbox"
 )
 
 // addReport registers stats:report on worker-stats. The report's CSV goes
@@ -24,7 +21,7 @@ func addReport(x statsExtras) error {
 		// counters go to a registry of their own: the worker's has the
 		// outbox metrics already, and a report sends a handful of emails
 		// a week; a row Redis does not take is still relayed.
-		Dispatch: outbox.NewDispatcher(x.base.store, x.base.client, x.log, outbox.NewMetrics(prometheus.NewRegistry()), nil),
+		Dispatch: x.base.dispatcher(x.log),
 		Config:   rc,
 		Location: madrid(x),
 		Logger:   x.log,

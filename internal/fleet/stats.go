@@ -10,7 +10,6 @@ import (
 	"github.com/cepcomunicacion/cepjobs/handlers"
 	"github.com/cepcomunicacion/cepjobs/internal/backup"
 	"github.com/cepcomunicacion/cepjobs/internal/config"
-	"github.com/cepcomunicacion/cepjobs/internal/outbox"
 	"github.com/cepcomunicacion/cepjobs/tasks"
 )
 
@@ -47,7 +46,7 @@ func NewStatsWorker(ctx context.Context, cfg config.Config, log *slog.Logger) (_
 	} else {
 		log.Warn("backups off: set S3_ENDPOINT, S3_ACCESS_KEY and S3_SECRET_KEY")
 	}
-	dispatch := outbox.NewDispatcher(b.store, b.client, log, outbox.NewMetrics(b.reg), nil)
+	dispatch := b.dispatcher(log)
 	sc := cfg.Stats
 	w, err := newWorker("worker-stats", WorkerConfig{
 		Concurrency:       sc.Concurrency,

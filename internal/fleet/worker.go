@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cepcomunicacion/cepjobs/handlers"
+	"github.com/cepcomunicacion/cepjobs/internal/outbox"
 	"github.com/cepcomunicacion/cepjobs/internal/redisconn"
 	"github.com/cepcomunicacion/cepjobs/store"
 )
@@ -137,6 +138,17 @@ type baseDeps struct {
 	redis  redis.UniversalClient
 	client *asynq.Client
 	reg    *prometheus.Registry
+	// dispatch is shared by every handler of the process that writes
+	// outbox rows: one set of outbox metrics per registry.
+	dispatch *outbox.Dispatcher
+}
+
+// dispatcher returns the process's outbox dispatcher, made on first use.
+func (b *baseDeps) dispatcher(log *slog.Logger) *outbox.Dispatcher {
+	if b.dispatch == nil {
+		b.dispatch = outbox.NewDispatcher(b.store, b.client, log, outbox.NewMetrics(b.reg), nil)
+	}
+	return b.dispatch
 }
 
 func openBase(ctx context.Context, dbCfg store.Config, redisURL string) (*baseDeps, error) {

@@ -144,7 +144,10 @@ func (s *Server) instrument(route string, next http.Handler) http.Handler {
 			return // probes would drown the log
 		}
 		level := slog.LevelInfo
-		if sw.status >= 500 {
+		switch {
+		case sw.status == http.StatusServiceUnavailable:
+			level = slog.LevelWarn // a dependency or a setting, said in the body
+		case sw.status >= 500:
 			level = slog.LevelError
 		}
 		// Route pattern, not path: paths carry ids, and no body or client

@@ -16,6 +16,7 @@ run: check-go
 test: check-go
 	@scripts/check-test-services.sh
 	@scripts/ensure-chromium.sh
+	@scripts/ensure-nginx.sh
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 ## lint: gofmt, go vet, staticcheck (pinned, fetched by go run)

@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/cepcomunicacion/cepjobs/internal/version.Version=$(VERSION)
 BINARIES := cepjobs intake worker-automation worker-llm worker-stats scheduler
 
-.PHONY: run test lint build check-go clean
+.PHONY: run test lint build check-go clean bench
 
 ## run: the whole fleet in one process (cepjobs dev), dashboard included
 run: check-go
@@ -36,3 +36,7 @@ check-go:
 
 clean:
 	rm -rf bin
+
+## bench: queue benchmarks (ours vs bare asynq vs BullMQ) into bench/RESULTS.md; needs redis-server, node, npm
+bench: check-go
+	$(GO) run ./bench/queue $(BENCH_FLAGS)

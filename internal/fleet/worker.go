@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/cepcomunicacion/cepjobs/handlers"
 	"github.com/cepcomunicacion/cepjobs/internal/outbox"
 	"github.com/cepcomunicacion/cepjobs/internal/redisconn"
 	"github.com/cepcomunicacion/cepjobs/store"
@@ -45,29 +44,7 @@ type Worker struct {
 // newWorker builds the asynq server; mux comes from the handlers package.
 func newWorker(name string, wc WorkerConfig, opt asynq.RedisConnOpt, log *slog.Logger, reg *prometheus.Registry) (*Worker, error) {
 	w := &Worker{name: name, log: log, reg: reg}
-	srv := asynq.NewServer(opt, asynq.Config{
-		Concurrency:       wc.Concurrency,
-		Queues:            wc.Queues,
-		RetryDelayFunc:    handlers.RetryDelay,
-		IsFailure:         handlers.IsFailure,
-		ShutdownTimeout:   wc.ShutdownTimeout,
-		TaskCheckInterval: wc.TaskCheckInterval,
-		Logger:            asynqLogger{log},
-		LogLevel:          asynq.WarnLevel,
-		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
-			// Our errors carry ids and vendor error names only, never
-			// personal data, so they are safe to log and to show in the
-			// dashboard (asynq stores them as the task's last error).
-			id, _ := asynq.GetTaskID(ctx)
-			retried, _ := asynq.GetRetryCount(ctx)
-			maxRetry, _ := asynq.GetMaxRetry(ctx)
-			level := slog.LevelWarn
-			if handlers.IsThrottled(err) {
-				level = slog.LevelDebug
-			}
-			log.Log(ctx, level, "task failed", "task_type", t.Type(), "task_id", id, "retried", retried, "max_retry", maxRetry, "err", err)
-		}),
-	})
+	srv := asynq.NewServer(opt, WorkerServerConfig(wc, log))
 	w.srv = srv
 	if wc.MetricsAddr != "" {
 		l, err := net.Listen("tcp", wc.MetricsAddr)

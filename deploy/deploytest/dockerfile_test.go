@@ -302,9 +302,6 @@ func TestDockerfileHygiene(t *testing.T) {
 // build would (same flags, VERSION set), and checks what it makes: every
 // binary, statically linked, reporting the stamped version.
 func TestDockerfileBuildStep(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds every binary")
-	}
 	t.Parallel()
 	df := parseDockerfile(t, readFile(t, "deploy/Dockerfile"))
 	build := df.stage("build")

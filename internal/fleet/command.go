@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/cepcomunicacion/cepjobs/internal/config"
 	"github.com/cepcomunicacion/cepjobs/internal/version"
@@ -38,4 +41,16 @@ func RunCommand(ctx context.Context, name string, args, environ []string, stdout
 		return err
 	}
 	return r.Run(ctx)
+}
+
+// Main is the whole main of a fleet binary: it runs the process until
+// SIGINT or SIGTERM and returns the exit code (main passes it to os.Exit).
+func Main(name string, build func(context.Context, config.Config, *slog.Logger) (Runner, error)) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := RunCommand(ctx, name, os.Args, os.Environ(), os.Stdout, os.Stderr, build); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	return 0
 }

@@ -39,9 +39,6 @@ const haTaskType = "ha:probe"
 // dead master acknowledged: the loss is reported, and fails the test only
 // above maxLossRatio.
 func TestSentinelFailover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a master, a replica and three sentinels and fails over: skipped with -short")
-	}
 	const (
 		total        = 5000
 		interval     = 2 * time.Millisecond // 500 enqueues/s: ~10 s of traffic
@@ -227,9 +224,6 @@ func TestSentinelFailover(t *testing.T) {
 // TestClusterQueues runs asynq through redis-cluster:// on three masters and
 // checks every task of every queue is processed.
 func TestClusterQueues(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a three-node Redis Cluster: skipped with -short")
-	}
 	const perQueue = 300
 	bin := lookBinary(t, "redis-server")
 	cli := lookBinary(t, "redis-cli")

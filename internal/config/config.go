@@ -69,10 +69,16 @@ func (c RedisConfig) Validate() error {
 	return nil
 }
 
-// OutboxConfig tunes the relay that re-sends tasks Redis did not take.
+// OutboxConfig tunes the relay that re-sends tasks Redis did not take, and
+// the sweep that re-enqueues lead tasks Redis lost after taking them.
 type OutboxConfig struct {
 	Interval time.Duration `env:"CEPJOBS_OUTBOX_INTERVAL" default:"1s"`
 	Batch    int           `env:"CEPJOBS_OUTBOX_BATCH" default:"200"`
+	// SweepAfter is how long a lead may stay queued before the sweep checks
+	// that its task is in Redis (0 turns the sweep off).
+	SweepAfter    time.Duration `env:"CEPJOBS_SWEEP_AFTER" default:"1m"`
+	SweepInterval time.Duration `env:"CEPJOBS_SWEEP_INTERVAL" default:"30s"`
+	SweepBatch    int           `env:"CEPJOBS_SWEEP_BATCH" default:"1000"`
 }
 
 // Validate reports what is wrong with c.
@@ -84,6 +90,7 @@ func (c OutboxConfig) Validate() error {
 	if c.Batch < 1 || c.Batch > 10000 {
 		errs = append(errs, errors.New("CEPJOBS_OUTBOX_BATCH: must be between 1 and 10000"))
 	}
+	errs = append(errs, c.validateSweep()...)
 	return errors.Join(errs...)
 }
 

@@ -35,6 +35,7 @@ type Intake struct {
 	client   *asynq.Client
 	server   *api.Server
 	relay    *outbox.Relay
+	sweep    *outbox.Sweeper // nil when CEPJOBS_SWEEP_AFTER=0
 	listener net.Listener
 }
 
@@ -85,6 +86,7 @@ func NewIntake(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Int
 		}
 	})
 	in.relay = outbox.NewRelay(dispatch, cfg.Outbox.Interval, cfg.Outbox.Batch)
+	in.sweep = newSweeper(cfg.Outbox, in.store, in.redis, in.client, log, reg)
 
 	var captcha *hcaptcha.Verifier
 	if cfg.Captcha.Enabled() {
@@ -145,6 +147,9 @@ func (in *Intake) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { in.relay.Run(relayCtx) })
 	wg.Go(func() { in.announceQueues(relayCtx) })
+	if in.sweep != nil {
+		wg.Go(func() { in.sweep.Run(relayCtx) })
+	}
 	defer func() {
 		stopRelay()
 		wg.Wait()

@@ -1,0 +1,4 @@
+package store
+
+// StaleQueuedLeadsSQL is exported for the plan test.
+const StaleQueuedLeadsSQL = staleQueuedLeadsSQL

@@ -36,6 +36,7 @@ type Config struct {
 	Captcha hcaptcha.Config
 	Outbox  OutboxConfig
 	Log     LogConfig
+	Fetch   FetchConfig
 
 	Automation handlers.AutomationConfig
 	Mailchimp  mailchimp.Config
@@ -92,6 +93,23 @@ func (c OutboxConfig) Validate() error {
 	}
 	errs = append(errs, c.validateSweep()...)
 	return errors.Join(errs...)
+}
+
+// FetchConfig tunes how worker-automation takes tasks off Redis.
+type FetchConfig struct {
+	// Lanes is the number of asynq servers worker-automation runs, its
+	// concurrency split between them. asynq's processor fetches one task
+	// per Redis round trip in a single loop; each lane adds a loop (see
+	// bench/RESULTS.md). Each lane also polls empty queues on its own.
+	Lanes int `env:"CEPJOBS_FETCH_LANES" default:"2"`
+}
+
+// Validate reports what is wrong with c.
+func (c FetchConfig) Validate() error {
+	if c.Lanes < 1 || c.Lanes > 16 {
+		return errors.New("CEPJOBS_FETCH_LANES: must be between 1 and 16")
+	}
+	return nil
 }
 
 // LogConfig shapes the structured log.
@@ -152,7 +170,7 @@ func Load(environ []string) (Config, error) {
 		bad[name] = true
 	}
 	// Every Validate error starts with the variable's name.
-	for _, part := range []interface{ Validate() error }{c.Redis, c.Store, c.API, c.Captcha, c.Outbox, c.Log,
+	for _, part := range []interface{ Validate() error }{c.Redis, c.Store, c.API, c.Captcha, c.Outbox, c.Log, c.Fetch,
 		c.Automation, c.Mailchimp, c.Mandrill, c.SMTP, c.Meta, c.MetaAds, c.MetaLeads, c.API.MetaWebhook, c.WhatsApp, c.Scheduler, c.Stats, c.Backup, backupSchedule{c.Backup.Schedule},
 		c.LLMWorker, c.LLM, c.Exports, c.Report} {
 		for _, e := range splitJoined(part.Validate()) {

@@ -114,13 +114,7 @@ func NewAutomationWorker(ctx context.Context, cfg config.Config, log *slog.Logge
 	}
 	log.Info("channels", "on", strings.Join(on, ","), "off", strings.Join(offNames, ","))
 
-	w, err := newWorker("worker-automation", WorkerConfig{
-		Concurrency:       ac.Concurrency,
-		Queues:            map[string]int{tasks.QueueCritical: 6, tasks.QueueDefault: 3},
-		MetricsAddr:       ac.MetricsAddr,
-		ShutdownTimeout:   ac.ShutdownTimeout,
-		TaskCheckInterval: ac.TaskCheckInterval,
-	}, b.opt, log, b.reg)
+	w, err := newWorker("worker-automation", automationWorkerConfig(cfg), b.opt, log, b.reg)
 	if err != nil {
 		return nil, err
 	}
@@ -137,4 +131,18 @@ func NewAutomationWorker(ctx context.Context, cfg config.Config, log *slog.Logge
 	}
 	w.closers = append(w.closers, b.close)
 	return w, nil
+}
+
+// automationWorkerConfig is worker-automation's asynq side: the critical
+// queue weighted above default, and the fetch settings.
+func automationWorkerConfig(cfg config.Config) WorkerConfig {
+	ac := cfg.Automation
+	return WorkerConfig{
+		Concurrency:       ac.Concurrency,
+		Queues:            map[string]int{tasks.QueueCritical: 6, tasks.QueueDefault: 3},
+		MetricsAddr:       ac.MetricsAddr,
+		ShutdownTimeout:   ac.ShutdownTimeout,
+		TaskCheckInterval: ac.TaskCheckInterval,
+		FetchLanes:        cfg.Fetch.Lanes,
+	}
 }

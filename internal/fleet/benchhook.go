@@ -5,15 +5,14 @@ import (
 	"log/slog"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cepcomunicacion/cepjobs/handlers"
+	"github.com/cepcomunicacion/cepjobs/internal/config"
 )
 
-// WorkerServerConfig is the asynq.Config every fleet worker's server is
-// built with (newWorker uses it). It is exported for the queue benchmark
-// (bench/queue), so the harness runs exactly our retry policy, failure
-// classification, error handler, logger and fetch settings around a no-op
-// handler of its own.
+// WorkerServerConfig is the asynq.Config every fleet worker's servers are
+// built with (newWorker uses it for each fetch lane).
 func WorkerServerConfig(wc WorkerConfig, log *slog.Logger) asynq.Config {
 	return asynq.Config{
 		Concurrency:       wc.Concurrency,
@@ -38,4 +37,21 @@ func WorkerServerConfig(wc WorkerConfig, log *slog.Logger) asynq.Config {
 			log.Log(ctx, level, "task failed", "task_type", t.Type(), "task_id", id, "retried", retried, "max_retry", maxRetry, "err", err)
 		}),
 	}
+}
+
+// BenchAutomationWorker builds worker-automation's task-processing side
+// exactly as NewAutomationWorker does — its WorkerConfig from cfg, the
+// server config, the fetch lanes, the task middleware and metrics — around
+// mux instead of the real handlers, with no metrics listener and no
+// PostgreSQL. It is for the queue benchmark (bench/queue); Run it as the
+// real worker.
+func BenchAutomationWorker(cfg config.Config, opt asynq.RedisConnOpt, log *slog.Logger, mux *asynq.ServeMux) (*Worker, error) {
+	wc := automationWorkerConfig(cfg)
+	wc.MetricsAddr = ""
+	w, err := newWorker("worker-automation", wc, opt, log, prometheus.NewRegistry())
+	if err != nil {
+		return nil, err
+	}
+	w.mux = mux
+	return w, nil
 }

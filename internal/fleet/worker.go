@@ -28,24 +28,28 @@ type WorkerConfig struct {
 	MetricsAddr       string
 	ShutdownTimeout   time.Duration
 	TaskCheckInterval time.Duration
+	// FetchLanes is how many asynq servers split Concurrency (lanes.go);
+	// 0 means one.
+	FetchLanes int
 }
 
-// Worker is one asynq server with its metrics and health endpoint.
+// Worker is a worker process's asynq servers (its fetch lanes), with its
+// task middleware, metrics and health endpoint.
 type Worker struct {
 	name     string
 	log      *slog.Logger
-	srv      *asynq.Server
+	lanes    []*asynq.Server
+	laneRDB  redis.UniversalClient
 	mux      *asynq.ServeMux
+	tasks    *taskMetrics
 	reg      *prometheus.Registry
 	listener net.Listener
 	closers  []func()
 }
 
-// newWorker builds the asynq server; mux comes from the handlers package.
+// newWorker builds the asynq servers; mux comes from the handlers package.
 func newWorker(name string, wc WorkerConfig, opt asynq.RedisConnOpt, log *slog.Logger, reg *prometheus.Registry) (*Worker, error) {
-	w := &Worker{name: name, log: log, reg: reg}
-	srv := asynq.NewServer(opt, WorkerServerConfig(wc, log))
-	w.srv = srv
+	w := &Worker{name: name, log: log, reg: reg, tasks: newTaskMetrics(reg)}
 	if wc.MetricsAddr != "" {
 		l, err := net.Listen("tcp", wc.MetricsAddr)
 		if err != nil {
@@ -53,6 +57,8 @@ func newWorker(name string, wc WorkerConfig, opt asynq.RedisConnOpt, log *slog.L
 		}
 		w.listener = l
 	}
+	w.laneRDB = redisconn.Client(opt)
+	w.lanes = newLanes(w.laneRDB, WorkerServerConfig(wc, log), wc.FetchLanes)
 	return w, nil
 }
 
@@ -64,16 +70,17 @@ func (w *Worker) MetricsAddr() string {
 	return w.listener.Addr().String()
 }
 
-// Run processes tasks until ctx ends, then shuts down: asynq stops fetching,
-// waits up to ShutdownTimeout for in-flight tasks, and hands back the rest
-// for another worker.
+// Run processes tasks until ctx ends, then shuts down: every lane stops
+// fetching, waits up to ShutdownTimeout for its in-flight tasks, and hands
+// back the rest for another worker.
 func (w *Worker) Run(ctx context.Context) error {
 	defer func() {
+		_ = w.laneRDB.Close()
 		for _, c := range w.closers {
 			c()
 		}
 	}()
-	if err := w.srv.Start(w.mux); err != nil {
+	if err := startLanes(w.lanes, w.tasks.wrap(w.mux, w.log)); err != nil {
 		return fmt.Errorf("start %s: %w", w.name, err)
 	}
 	var hs *http.Server
@@ -88,15 +95,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { errc <- hs.Serve(w.listener) }()
 	}
-	w.log.Info("worker started", "metrics", w.MetricsAddr())
+	w.log.Info("worker started", "metrics", w.MetricsAddr(), "fetch_lanes", len(w.lanes))
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
-		w.srv.Shutdown()
+		shutdownLanes(w.lanes)
 		return fmt.Errorf("%s metrics server: %w", w.name, err)
 	}
 	w.log.Info("shutting down: waiting for in-flight tasks")
-	w.srv.Shutdown()
+	shutdownLanes(w.lanes)
 	if hs != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

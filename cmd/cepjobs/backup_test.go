@@ -104,27 +104,33 @@ func (bb *backupBundle) backupNow(t *testing.T, args ...string) string {
 	return key
 }
 
-// stat reports whether the bucket holds key, and its sha256.
+// stat reports whether the bucket holds key, and its sha256 (from its
+// manifest).
 func (bb *backupBundle) stat(t *testing.T, key string) (bool, string) {
 	t.Helper()
 	c, err := bb.s3.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := c.StatObject(context.Background(), bb.cfg.Bucket, key, minio.StatObjectOptions{})
+	_, err = c.StatObject(context.Background(), bb.cfg.Bucket, key, minio.StatObjectOptions{})
 	if minio.ToErrorResponse(err).Code == "NoSuchKey" {
 		return false, ""
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range info.UserMetadata {
-		if strings.EqualFold(k, "Sha256") {
-			return true, v
-		}
+	b, err := backup.New(bb.cfg, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("%s has no sha256 metadata", key)
-	return false, ""
+	m, err := b.Manifest(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.SHA256 == "" {
+		t.Fatalf("manifest of %s has no sha256", key)
+	}
+	return true, m.SHA256
 }
 
 func TestBackupNowInlineThenList(t *testing.T) {

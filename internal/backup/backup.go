@@ -41,11 +41,6 @@ var (
 	ErrRowCounts = errors.New("restored row counts differ")
 )
 
-// partSize bounds memory: minio-go buffers one part per upload, and with
-// an unknown size and no PartSize it would allocate 528 MiB. 16 MiB parts
-// allow objects up to 10,000 parts = 156 GiB.
-const partSize = 16 << 20
-
 // Backups takes, lists, prunes, restores and verifies backups in one
 // bucket.
 type Backups struct {
@@ -105,28 +100,29 @@ type Object struct {
 	LastModified time.Time // as the server reports it
 }
 
-// User metadata on a dump. It repeats the manifest's small fields so a
-// dump is self-describing for tools that only see the object (mc stat,
-// the console), and so List needs one HEAD per dump instead of a GET of
-// each manifest. The manifest is still written because row counts do not
-// fit the 2 KB S3 allows for metadata.
+// User metadata on a dump: what is known when its upload starts, so a dump
+// is partly self-describing for tools that only see the object (mc stat,
+// the console). Its size and sha256 are known only at the end and go to
+// the manifest (<key>.json), which also holds the row counts; attaching
+// them to the object would take a server-side copy of the whole dump.
+//
+// Dumps taken before this layout carry metaSHA256 and metaSize (and a
+// Duration) in their metadata as well, attached by a copy to their key
+// once hashed, and a manifest too; their metadata is used only when their
+// manifest is gone.
 const (
 	metaSHA256        = "Sha256"
 	metaSize          = "Size"
 	metaDatabase      = "Database"
 	metaTime          = "Dump-Time"
-	metaDuration      = "Duration"
 	metaServerVersion = "Server-Version"
 	metaPgDumpVersion = "Pg-Dump-Version"
 )
 
-func (r Result) metadata() map[string]string {
+func (r Result) uploadMetadata() map[string]string {
 	return map[string]string{
-		metaSHA256:        r.SHA256,
-		metaSize:          strconv.FormatInt(r.Size, 10),
 		metaDatabase:      r.Database,
 		metaTime:          r.Time.UTC().Format(time.RFC3339),
-		metaDuration:      r.Duration.Round(time.Millisecond).String(),
 		metaServerVersion: r.ServerVersion,
 		metaPgDumpVersion: r.PgDumpVersion,
 	}
@@ -143,16 +139,49 @@ func meta(info minio.ObjectInfo, name string) string {
 	return ""
 }
 
-// stat reads a dump's size, checksum and pg_dump version.
-func (b *Backups) stat(ctx context.Context, key string) (minio.ObjectInfo, error) {
+// stored is what Restore and Verify check a dump against: the object as
+// the server describes it, and the size and checksum it had when taken.
+type stored struct {
+	info          minio.ObjectInfo
+	sha256        string // hex
+	size          int64
+	pgDumpVersion string
+	manifest      *Result // nil when the checksum came from the metadata
+}
+
+// describe reads what a dump must be: from its manifest or, for a dump of
+// the older layout whose manifest is gone or unreadable, from its own
+// metadata. A dump with neither is refused: there is nothing to verify it
+// against.
+func (b *Backups) describe(ctx context.Context, key string) (stored, error) {
 	info, err := b.client.StatObject(ctx, b.cfg.Bucket, key, minio.StatObjectOptions{})
 	if err != nil {
-		return minio.ObjectInfo{}, fmt.Errorf("stat %s: %w", key, mapS3Error(err))
+		return stored{}, fmt.Errorf("stat %s: %w", key, mapS3Error(err))
 	}
-	if meta(info, metaSHA256) == "" {
-		return minio.ObjectInfo{}, fmt.Errorf("stat %s: no sha256 metadata: %w", key, ErrNotFound)
+	m, merr := b.Manifest(ctx, key)
+	if merr == nil {
+		if m.Key != key || len(m.SHA256) != 64 || m.Size < 0 {
+			return stored{}, fmt.Errorf("stat %s: manifest names %q with sha256 %q and %d bytes: %w", key, m.Key, m.SHA256, m.Size, ErrChecksum)
+		}
+		return stored{info: info, sha256: m.SHA256, size: m.Size, pgDumpVersion: m.PgDumpVersion, manifest: &m}, nil
 	}
-	return info, nil
+	if ctx.Err() != nil {
+		return stored{}, merr
+	}
+	sum, size, ok := legacyChecksum(info)
+	if !ok {
+		return stored{}, fmt.Errorf("stat %s: no sha256 metadata, and %w", key, merr)
+	}
+	b.log.Warn("backup manifest unreadable, using the dump's checksum metadata", "key", key, "err", merr)
+	return stored{info: info, sha256: sum, size: size, pgDumpVersion: meta(info, metaPgDumpVersion)}, nil
+}
+
+// legacyChecksum reads the size and checksum a dump of the older layout
+// carries in its metadata.
+func legacyChecksum(info minio.ObjectInfo) (string, int64, bool) {
+	sum := meta(info, metaSHA256)
+	size, err := strconv.ParseInt(meta(info, metaSize), 10, 64)
+	return sum, size, sum != "" && err == nil
 }
 
 // Manifest reads the manifest stored with the dump at key.

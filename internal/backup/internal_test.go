@@ -92,9 +92,9 @@ func TestParseKey(t *testing.T) {
 		t.Fatalf("dumpKey = %s", k)
 	}
 	for key, want := range map[string]keyKind{
-		k:                                   kindDump,
-		manifestKey(k):                      kindManifest,
-		incompleteKey("shop", at):           kindIncomplete,
+		k:              kindDump,
+		manifestKey(k): kindManifest,
+		"postgres/shop/.incomplete/shop-20261128T030000Z-0123abcd.dump": kindIncomplete,
 		dumpKey("shop2", at):                kindOther,
 		"postgres/shop/x.txt":               kindOther,
 		"postgres/shop/" + k[14:30]:         kindOther,

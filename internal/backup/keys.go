@@ -1,8 +1,6 @@
 package backup
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"path"
 	"regexp"
 	"strings"
@@ -13,7 +11,11 @@ import (
 //
 //	postgres/<db>/<YYYY>/<MM>/<DD>/<db>-<YYYYMMDDTHHMMSSZ>.dump       the dump
 //	postgres/<db>/<YYYY>/<MM>/<DD>/<db>-<YYYYMMDDTHHMMSSZ>.dump.json  its manifest
-//	postgres/<db>/.incomplete/<db>-<YYYYMMDDTHHMMSSZ>-<hex>.dump      an upload in progress
+//	postgres/<db>/.incomplete/<db>-<YYYYMMDDTHHMMSSZ>-<hex>.dump      the older layout's temporary upload
+//
+// A dump uploads straight to its key as a multipart upload, invisible until
+// completed. The older layout uploaded under .incomplete/ and copied the
+// result to its key; Prune still removes what that left behind.
 //
 // The timestamp in the key is the dump time Prune and List go by. S3's
 // LastModified cannot be set by a client (so tests could not fake ages) and
@@ -48,14 +50,6 @@ func dbPrefix(db string) string { return keyRoot + keyDB(db) + "/" }
 func dumpKey(db string, t time.Time) string {
 	t = t.UTC()
 	return dbPrefix(db) + t.Format("2006/01/02/") + keyDB(db) + "-" + t.Format(stampLayout) + dumpExt
-}
-
-// incompleteKey carries a random suffix so two runs in the same second
-// never share an upload.
-func incompleteKey(db string, t time.Time) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return dbPrefix(db) + incompleteDir + keyDB(db) + "-" + t.UTC().Format(stampLayout) + "-" + hex.EncodeToString(b[:]) + dumpExt
 }
 
 func manifestKey(dumpKey string) string { return dumpKey + manifestExt }

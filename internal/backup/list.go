@@ -38,17 +38,38 @@ func (b *Backups) scan(ctx context.Context, db string) ([]listed, error) {
 	return out, nil
 }
 
-// List returns db's dumps, newest first. Size and checksum come from each
-// dump's metadata (one HEAD request per dump).
+// List returns db's dumps, newest first. Size comes from the listing,
+// the checksum from each dump's manifest (one small GET per dump) or, for
+// a dump of the older layout whose manifest is gone, from its metadata (a
+// HEAD). A dump with neither is left out: nothing could verify it.
 func (b *Backups) List(ctx context.Context, db string) ([]Object, error) {
 	all, err := b.scan(ctx, db)
 	if err != nil {
 		return nil, err
 	}
+	manifests := map[string]bool{}
+	for _, l := range all {
+		if l.kind == kindManifest {
+			manifests[l.key] = true
+		}
+	}
 	var out []Object
 	for _, l := range all {
 		if l.kind != kindDump {
 			continue
+		}
+		o := Object{Key: l.key, Time: l.time, Size: l.info.Size, LastModified: l.info.LastModified}
+		var merr error
+		if manifests[manifestKey(l.key)] {
+			var m Result
+			if m, merr = b.Manifest(ctx, l.key); merr == nil {
+				o.SHA256 = m.SHA256
+				out = append(out, o)
+				continue
+			}
+			if ctx.Err() != nil {
+				return nil, merr
+			}
 		}
 		info, err := b.client.StatObject(ctx, b.cfg.Bucket, l.key, minio.StatObjectOptions{})
 		if isNotFound(err) {
@@ -57,13 +78,13 @@ func (b *Backups) List(ctx context.Context, db string) ([]Object, error) {
 		if err != nil {
 			return nil, fmt.Errorf("stat %s: %w", l.key, err)
 		}
-		out = append(out, Object{
-			Key:          l.key,
-			Time:         l.time,
-			Size:         info.Size,
-			SHA256:       meta(info, metaSHA256),
-			LastModified: info.LastModified,
-		})
+		sum, _, ok := legacyChecksum(info)
+		if !ok {
+			b.log.Warn("backup left out of the list: no readable manifest nor checksum metadata", "key", l.key, "manifest_err", merr)
+			continue
+		}
+		o.SHA256 = sum
+		out = append(out, o)
 	}
 	slices.SortFunc(out, func(a, b Object) int { return b.Time.Compare(a.Time) })
 	return out, nil
@@ -148,19 +169,20 @@ func (b *Backups) Prune(ctx context.Context, db string, now time.Time) ([]string
 	return deleted, nil
 }
 
-// abortStaleUploads aborts multipart uploads a killed run left behind.
-// They are invisible to listings but their parts take space until aborted
-// (MinIO also expires them after a day by default; other servers may not).
+// abortStaleUploads aborts multipart uploads a killed run left behind, at
+// a dump's key (or, from the older layout, under .incomplete/). They are
+// invisible to listings but their parts take space until aborted (MinIO
+// also expires them after a day by default; other servers may not).
 func (b *Backups) abortStaleUploads(ctx context.Context, db string, stale time.Time) ([]string, error) {
 	var keys []string
-	for u := range b.client.ListIncompleteUploads(ctx, b.cfg.Bucket, dbPrefix(db)+incompleteDir, true) {
+	for u := range b.client.ListIncompleteUploads(ctx, b.cfg.Bucket, dbPrefix(db), true) {
 		if u.Err != nil {
 			if isNotFound(u.Err) || minio.ToErrorResponse(u.Err).Code == "NotImplemented" {
 				return nil, nil
 			}
 			return nil, fmt.Errorf("list unfinished uploads: %w", u.Err)
 		}
-		if kind, t := parseKey(db, u.Key); kind == kindIncomplete && t.Before(stale) {
+		if kind, t := parseKey(db, u.Key); (kind == kindDump || kind == kindIncomplete) && t.Before(stale) {
 			keys = append(keys, u.Key)
 		}
 	}

@@ -134,16 +134,17 @@ func TestPruneKeepsNewestWhateverTheirAge(t *testing.T) {
 	diff(t, "left", want, bu.keys(t))
 }
 
-// A run killed mid-upload leaves a multipart upload no listing shows;
-// Prune aborts it once it is a day old.
+// A run killed mid-upload leaves a multipart upload no listing shows, at
+// the dump's key (or under .incomplete/ for the older layout); Prune
+// aborts it once it is a day old.
 func TestPruneAbortsStaleUploads(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	bu := setup(t)
 	bu.put(t) // creates the bucket
 	core := minio.Core{Client: bu.client}
-	stale, fresh := tempKey("shop", 2*day), tempKey("shop", time.Hour)
-	for _, k := range []string{stale, fresh} {
+	stale, fresh := []string{key("shop", 2*day), tempKey("shop", 2*day)}, []string{key("shop", time.Hour), tempKey("shop", time.Hour)}
+	for _, k := range append(slices.Clone(stale), fresh...) {
 		id, err := core.NewMultipartUpload(ctx, bu.cfg.Bucket, k, minio.PutObjectOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -152,13 +153,13 @@ func TestPruneAbortsStaleUploads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	diff(t, "unfinished uploads before", sorted([]string{fresh, stale}), sorted(bu.unfinishedUploads(t)))
+	diff(t, "unfinished uploads before", sorted(append(slices.Clone(stale), fresh...)), sorted(bu.unfinishedUploads(t)))
 	deleted, err := bu.b.Prune(ctx, "shop", dumpTime)
 	if err != nil {
 		t.Fatal(err)
 	}
-	diff(t, "deleted", []string{stale}, deleted)
-	diff(t, "unfinished uploads after", []string{fresh}, bu.unfinishedUploads(t))
+	diff(t, "deleted", sorted(stale), sorted(deleted))
+	diff(t, "unfinished uploads after", sorted(fresh), sorted(bu.unfinishedUploads(t)))
 }
 
 func sorted(s []string) []string {

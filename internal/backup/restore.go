@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -53,11 +52,11 @@ var restoreArgs = []string{"--exit-on-error", "--single-transaction", "--no-pass
 func (b *Backups) Restore(ctx context.Context, key, targetURL string, opts RestoreOptions, progress func(Progress)) error {
 	rep := newReporter(progress)
 	rep.stepTo(StepCheck)
-	info, err := b.stat(ctx, key)
+	st, err := b.describe(ctx, key)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", key, err)
 	}
-	if err := b.checkRestoreClient(ctx, info); err != nil {
+	if err := b.checkRestoreClient(ctx, st); err != nil {
 		return fmt.Errorf("restore %s: %w", key, err)
 	}
 	ci, err := parseConnInfo(targetURL)
@@ -77,20 +76,20 @@ func (b *Backups) Restore(ctx context.Context, key, targetURL string, opts Resto
 		extra = append(extra, "--no-owner", "--no-privileges")
 	}
 	rep.stepTo(StepRestore)
-	if err := b.restore(ctx, key, info, ci, extra, rep); err != nil {
+	if err := b.restore(ctx, key, st, ci, extra, rep); err != nil {
 		return fmt.Errorf("restore %s: %w", key, err)
 	}
 	rep.stepTo(StepDone)
-	b.log.Info("backup restored", "key", key, "bytes", info.Size, "duration", rep.elapsed().Round(time.Millisecond))
+	b.log.Info("backup restored", "key", key, "bytes", st.size, "duration", rep.elapsed().Round(time.Millisecond))
 	return nil
 }
 
-func (b *Backups) checkRestoreClient(ctx context.Context, info minio.ObjectInfo) error {
+func (b *Backups) checkRestoreClient(ctx context.Context, st stored) error {
 	restoreVersion, err := toolVersion(ctx, b.cfg.PgRestore, "CEPJOBS_PG_RESTORE")
 	if err != nil {
 		return err
 	}
-	if v := meta(info, metaPgDumpVersion); v != "" {
+	if v := st.pgDumpVersion; v != "" {
 		dumpVersion, err := parseToolVersion("(PostgreSQL) " + v)
 		if err != nil {
 			return fmt.Errorf("read pg_dump version of the dump: %w", err)
@@ -116,21 +115,17 @@ func checkEmpty(ctx context.Context, ci connInfo) error {
 	return nil
 }
 
-// restore runs pg_restore on the dump at key, whose stat is info.
-func (b *Backups) restore(parent context.Context, key string, info minio.ObjectInfo, ci connInfo, extra []string, rep *reporter) error {
-	wantSum := meta(info, metaSHA256)
-	wantSize, err := strconv.ParseInt(meta(info, metaSize), 10, 64)
-	if err != nil {
-		return fmt.Errorf("read size metadata: %q is not a number", meta(info, metaSize))
-	}
-	if info.Size != wantSize {
-		return fmt.Errorf("%w: object has %d bytes, the dump had %d", ErrChecksum, info.Size, wantSize)
+// restore runs pg_restore on the dump at key, described by st.
+func (b *Backups) restore(parent context.Context, key string, st stored, ci connInfo, extra []string, rep *reporter) error {
+	wantSum, wantSize := st.sha256, st.size
+	if st.info.Size != wantSize {
+		return fmt.Errorf("%w: object has %d bytes, the dump had %d", ErrChecksum, st.info.Size, wantSize)
 	}
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	var getOpts minio.GetObjectOptions
 	// Read the very object we checked, not one replaced since.
-	if err := getOpts.SetMatchETag(info.ETag); err != nil {
+	if err := getOpts.SetMatchETag(st.info.ETag); err != nil {
 		return fmt.Errorf("download backup: %w", err)
 	}
 	obj, err := b.client.GetObject(ctx, b.cfg.Bucket, key, getOpts)
@@ -290,16 +285,20 @@ func (b *Backups) Verify(ctx context.Context, key, adminURL string, progress fun
 	rep := newReporter(progress)
 	rep.stepTo(StepCheck)
 	report := VerifyReport{Key: key}
-	info, err := b.stat(ctx, key)
+	st, err := b.describe(ctx, key)
 	if err != nil {
 		return report, fmt.Errorf("verify %s: %w", key, err)
 	}
-	report.SHA256 = meta(info, metaSHA256)
-	m, err := b.Manifest(ctx, key)
-	if err != nil {
-		return report, fmt.Errorf("verify %s: %w", key, err)
+	report.SHA256 = st.sha256
+	m := st.manifest
+	if m == nil {
+		legacy, err := b.Manifest(ctx, key)
+		if err != nil {
+			return report, fmt.Errorf("verify %s: %w", key, err)
+		}
+		m = &legacy
 	}
-	if err := b.checkRestoreClient(ctx, info); err != nil {
+	if err := b.checkRestoreClient(ctx, st); err != nil {
 		return report, fmt.Errorf("verify %s: %w", key, err)
 	}
 	admin, err := parseConnInfo(adminURL)
@@ -321,7 +320,7 @@ func (b *Backups) Verify(ctx context.Context, key, adminURL string, progress fun
 	if err := createDatabase(ctx, conn, report.Scratch, m.Encoding); err != nil {
 		return report, fmt.Errorf("verify %s: %w", key, err)
 	}
-	got, err := b.restoreAndCount(ctx, key, info, admin.withDatabase(report.Scratch), rep)
+	got, err := b.restoreAndCount(ctx, key, st, admin.withDatabase(report.Scratch), rep)
 	// Drop even when ctx is done: a leftover copy of production data is
 	// worse than a slow return.
 	dropCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -349,9 +348,9 @@ func (b *Backups) Verify(ctx context.Context, key, adminURL string, progress fun
 	return report, nil
 }
 
-func (b *Backups) restoreAndCount(ctx context.Context, key string, info minio.ObjectInfo, scratch connInfo, rep *reporter) (map[string]int64, error) {
+func (b *Backups) restoreAndCount(ctx context.Context, key string, st stored, scratch connInfo, rep *reporter) (map[string]int64, error) {
 	rep.stepTo(StepRestore)
-	if err := b.restore(ctx, key, info, scratch, []string{"--no-owner", "--no-privileges"}, rep); err != nil {
+	if err := b.restore(ctx, key, st, scratch, []string{"--no-owner", "--no-privileges"}, rep); err != nil {
 		return nil, err
 	}
 	rep.stepTo(StepCount)

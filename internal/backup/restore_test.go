@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -61,20 +62,12 @@ func TestRestoreChecksumMismatch(t *testing.T) {
 	bu := setup(t)
 	_, res := backedUp(t, bu)
 
-	info, err := bu.client.StatObject(ctx, bu.cfg.Bucket, res.Key, minio.StatObjectOptions{})
+	m, err := bu.b.Manifest(ctx, res.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	meta := map[string]string{}
-	for k, v := range info.UserMetadata {
-		meta[k] = v
-	}
-	meta["Sha256"] = strings.Repeat("0", 64)
-	if _, err := bu.client.CopyObject(ctx,
-		minio.CopyDestOptions{Bucket: bu.cfg.Bucket, Object: res.Key, UserMetadata: meta, ReplaceMetadata: true},
-		minio.CopySrcOptions{Bucket: bu.cfg.Bucket, Object: res.Key}); err != nil {
-		t.Fatal(err)
-	}
+	m.SHA256 = strings.Repeat("0", 64)
+	bu.putManifest(t, m)
 
 	target := newDatabase(t)
 	err = bu.b.Restore(ctx, res.Key, target, backup.RestoreOptions{}, nil)
@@ -186,10 +179,7 @@ func TestVerify(t *testing.T) {
 	}
 	m.Tables["public.customers"]++
 	m.Tables["public.gone"] = 7
-	data, _ := json.Marshal(m)
-	if _, err := bu.client.PutObject(ctx, bu.cfg.Bucket, res.Key+".json", bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	bu.putManifest(t, m)
 	report, err = bu.b.Verify(ctx, res.Key, testenv.AdminURL(), nil)
 	if !errors.Is(err, backup.ErrRowCounts) {
 		t.Fatalf("got %v, want ErrRowCounts", err)
@@ -230,6 +220,17 @@ exit 1
 	assertDropped(t, report.Scratch)
 }
 
+func (bu *bundle) putManifest(t *testing.T, m backup.Result) {
+	t.Helper()
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bu.client.PutObject(context.Background(), bu.cfg.Bucket, m.Key+".json", bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func assertDropped(t *testing.T, name string) {
 	t.Helper()
 	if !strings.HasPrefix(name, "cepjobs_verify_") {
@@ -242,4 +243,90 @@ func assertDropped(t *testing.T, name string) {
 	if n != 0 {
 		t.Errorf("scratch database %s still exists", pgx.Identifier{name}.Sanitize())
 	}
+}
+
+// Dumps of the older layout carry their size and checksum in their own
+// metadata (copied onto them once hashed) as well as in their manifest.
+// They still list, restore and verify, with their manifest or without,
+// and fail on a checksum mismatch.
+func TestOlderLayout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	bu := setup(t)
+	src, res := backedUp(t, bu)
+	db := dbName(t, src)
+	// What the older Run left: the same object, with every field in its
+	// metadata, and the manifest.
+	legacy := func(sum string) {
+		t.Helper()
+		meta := map[string]string{
+			"Sha256": sum, "Size": fmt.Sprint(res.Size), "Database": db, "Dump-Time": "2026-11-28T03:00:00Z",
+			"Duration": "1.234s", "Server-Version": res.ServerVersion, "Pg-Dump-Version": res.PgDumpVersion,
+		}
+		if _, err := bu.client.CopyObject(ctx,
+			minio.CopyDestOptions{Bucket: bu.cfg.Bucket, Object: res.Key, UserMetadata: meta, ReplaceMetadata: true},
+			minio.CopySrcOptions{Bucket: bu.cfg.Bucket, Object: res.Key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	legacy(res.SHA256)
+
+	list, err := bu.b.List(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].SHA256 != res.SHA256 || list[0].Size != res.Size {
+		t.Errorf("got list %+v, want %s with sha256 %s", list, res.Key, res.SHA256)
+	}
+	target := newDatabase(t)
+	if err := bu.b.Restore(ctx, res.Key, target, backup.RestoreOptions{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "restored rows", fingerprint(t, src), fingerprint(t, target))
+	report, err := bu.b.Verify(ctx, res.Key, testenv.AdminURL(), nil)
+	if err != nil || !report.OK || report.SHA256 != res.SHA256 {
+		t.Errorf("verify: got %+v, %v; want OK with sha256 %s", report, err, res.SHA256)
+	}
+
+	// Without a manifest it still lists and restores, from its metadata,
+	// and its checksum still counts.
+	if err := bu.client.RemoveObject(ctx, bu.cfg.Bucket, res.Key+".json", minio.RemoveObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := bu.b.List(ctx, db); err != nil || len(list) != 1 || list[0].SHA256 != res.SHA256 {
+		t.Errorf("got list %+v, %v without the manifest; want %s with sha256 %s", list, err, res.Key, res.SHA256)
+	}
+	target = newDatabase(t)
+	if err := bu.b.Restore(ctx, res.Key, target, backup.RestoreOptions{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "restored rows without the manifest", fingerprint(t, src), fingerprint(t, target))
+
+	legacy(strings.Repeat("0", 64))
+	target = newDatabase(t)
+	err = bu.b.Restore(ctx, res.Key, target, backup.RestoreOptions{}, nil)
+	if !errors.Is(err, backup.ErrChecksum) {
+		t.Fatalf("got %v, want ErrChecksum", err)
+	}
+	diff(t, "target relations", []string(nil), relations(t, target))
+}
+
+// A dump with neither a manifest nor checksum metadata is not a backup:
+// List leaves it out and Restore refuses it.
+func TestDumpWithoutChecksum(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	bu := setup(t)
+	src, res := backedUp(t, bu)
+	if err := bu.client.RemoveObject(ctx, bu.cfg.Bucket, res.Key+".json", minio.RemoveObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := bu.b.List(ctx, dbName(t, src)); err != nil || len(list) != 0 {
+		t.Errorf("got list %+v, %v; want nothing", list, err)
+	}
+	err := bu.b.Restore(ctx, res.Key, newDatabase(t), backup.RestoreOptions{}, nil)
+	if !errors.Is(err, backup.ErrNotFound) {
+		t.Errorf("got %v, want ErrNotFound", err)
+	}
+	mustContain(t, err, "no sha256 metadata", "manifest")
 }

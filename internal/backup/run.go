@@ -6,14 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"os"
 	"os/exec"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/minio/minio-go/v7"
 )
 
 // pg_dump options. Custom format keeps selective restore and lets
@@ -26,13 +23,15 @@ var dumpArgs = []string{"--format=custom", "--compress=1", "--no-password"}
 // Run dumps the database at databaseURL into the bucket, under a key made
 // from its name and now.
 //
-// The dump streams from pg_dump's stdout into a multipart upload to a
-// temporary key, hashed on the way. Only when pg_dump has exited cleanly is
-// the upload completed; then the manifest (<key>.json, with row counts) is
-// written and the dump copied server-side to its final key with its
-// checksum in the metadata. A dump under a final key is therefore always
-// complete. If pg_dump fails or ctx is cancelled, the multipart upload is
-// aborted and nothing is left behind.
+// The dump streams from pg_dump's stdout straight into a multipart upload
+// at its final key, hashed on the way; parts upload while the next one
+// fills. A multipart upload is invisible until completed, and it is
+// completed only once pg_dump has exited cleanly and the manifest
+// (<key>.json: size, sha256, row counts) is stored. A dump under a final
+// key therefore always has its manifest, and is always whole. If pg_dump
+// fails, an upload fails or ctx is cancelled, the upload is aborted and
+// the manifest, if written, removed; a killed process leaves only an
+// unfinished upload, which Prune aborts a day later.
 //
 // Row counts are taken in a repeatable-read transaction whose snapshot
 // pg_dump imports (--snapshot), so they describe exactly the dumped data.
@@ -77,7 +76,6 @@ func (b *Backups) Run(ctx context.Context, databaseURL string, now time.Time, pr
 		PgDumpVersion: dumpVersion.String(),
 		Format:        "custom",
 	}
-	tmpKey := incompleteKey(db, now)
 
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
@@ -93,15 +91,15 @@ func (b *Backups) Run(ctx context.Context, databaseURL string, now time.Time, pr
 
 	start := time.Now()
 	rep.stepTo(StepDump)
-	size, sum, err := b.dump(ctx, ci, snapshot, tx, tmpKey, rep, &res)
+	up, err := b.dump(ctx, ci, snapshot, tx, &res, rep)
 	if err != nil {
 		return Result{}, fmt.Errorf("back up %s: %w", db, err)
 	}
-	res.Size, res.SHA256, res.Duration = size, sum, time.Since(start)
+	res.Duration = time.Since(start)
 	_ = tx.Rollback(ctx)
 
 	rep.stepTo(StepFinalize)
-	if err := b.finalize(ctx, tmpKey, res); err != nil {
+	if err := b.finalize(ctx, up, res); err != nil {
 		return Result{}, fmt.Errorf("back up %s: %w", db, err)
 	}
 	rep.stepTo(StepDone)
@@ -110,17 +108,18 @@ func (b *Backups) Run(ctx context.Context, databaseURL string, now time.Time, pr
 	return res, nil
 }
 
-// dumpFailed marks the error pg_dump's stream ended with, so it can be told
-// from an upload failure that merely stopped pg_dump.
+// dumpFailed marks the error pg_dump exited with, so it can be told from
+// an upload failure that merely stopped pg_dump.
 type dumpFailed struct{ err error }
 
 func (e *dumpFailed) Error() string { return e.err.Error() }
 func (e *dumpFailed) Unwrap() error { return e.err }
 
-// dump streams pg_dump into tmpKey while counting rows in tx, and returns
-// the size and hex sha256 of what it uploaded. On error nothing is left
-// at tmpKey.
-func (b *Backups) dump(parent context.Context, ci connInfo, snapshot string, tx pgx.Tx, tmpKey string, rep *reporter, res *Result) (int64, string, error) {
+// dump streams pg_dump into a multipart upload at res.Key while counting
+// rows in tx. It sets res.Size, res.SHA256 and res.Tables, and returns the
+// upload, all parts stored but not completed. On error the upload is
+// aborted.
+func (b *Backups) dump(parent context.Context, ci connInfo, snapshot string, tx pgx.Tx, res *Result, rep *reporter) (*upload, error) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 
@@ -136,132 +135,118 @@ func (b *Backups) dump(parent context.Context, ci connInfo, snapshot string, tx 
 		countDone <- err
 	}()
 
+	up, err := b.startUpload(ctx, cancel, *res)
+	if err != nil {
+		cancel(nil)
+		<-countDone
+		return nil, err
+	}
+	size, sum, err := b.runPgDump(ctx, cancel, ci, snapshot, up, rep)
+	countErr := <-countDone
+
+	if parent.Err() != nil {
+		up.abort(parent)
+		return nil, fmt.Errorf("dump interrupted: %w", context.Cause(parent))
+	}
+	// The first failure: pg_dump's, an upload's or the count's; each
+	// cancels ctx with itself as the cause.
+	cause := context.Cause(ctx)
+	if cause == nil {
+		cause = err
+	}
+	if cause != nil {
+		up.abort(parent)
+		var failed *dumpFailed
+		switch {
+		case errors.As(cause, &failed):
+			return nil, failed.err
+		case cause == countErr:
+			return nil, countErr
+		default:
+			return nil, fmt.Errorf("upload dump: %w", cause)
+		}
+	}
+	res.Size, res.SHA256 = size, sum
+	return up, nil
+}
+
+// runPgDump runs pg_dump with its stdout on a pipe read straight into part
+// buffers, hashing as it reads, and hands each full buffer to up. It
+// returns the size and hex sha256 of the dump once pg_dump has exited
+// cleanly and every part is stored. Any failure cancels ctx with itself as
+// the cause.
+func (b *Backups) runPgDump(ctx context.Context, cancel context.CancelCauseFunc, ci connInfo, snapshot string, up *upload, rep *reporter) (int64, string, error) {
 	stderr := newTailWriter(4096, ci.password)
 	args := append(append([]string(nil), dumpArgs...), "--snapshot="+snapshot, "--dbname="+ci.String())
 	cmd := exec.CommandContext(ctx, b.cfg.PgDump, args...)
 	cmd.Env = append(os.Environ(), ci.env()...)
 	cmd.Stderr = stderr
-	// A wrapper script may leave a child holding stdout after being killed;
-	// WaitDelay stops us waiting for it forever.
+	// A wrapper script may leave a child holding stderr after being
+	// killed; WaitDelay stops us waiting for it forever.
 	cmd.WaitDelay = 5 * time.Second
-	pr, pw := io.Pipe()
-	cmd.Stdout = pw
-	if err := cmd.Start(); err != nil {
-		cancel(nil)
-		<-countDone
+	// An *os.File as stdout: pg_dump writes into the pipe, we read from it
+	// into the part buffers, with no copying goroutine between.
+	pr, pw, err := os.Pipe()
+	if err != nil {
 		return 0, "", fmt.Errorf("start pg_dump: %w", err)
 	}
-	waited := make(chan error, 1)
-	go func() {
-		err := cmd.Wait()
-		if err != nil {
-			err = &dumpFailed{withStderr(fmt.Errorf("pg_dump failed: %w", err), stderr)}
-		}
-		// The reader sees pg_dump's error instead of EOF, so minio-go aborts
-		// the multipart upload rather than completing a truncated object.
-		pw.CloseWithError(err)
-		waited <- err
-	}()
+	defer pr.Close()
+	growPipe(pw.Fd(), pipeSize)
+	cmd.Stdout = pw
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		cancel(fmt.Errorf("start pg_dump: %w", err))
+		return 0, "", context.Cause(ctx)
+	}
+	// Killing pg_dump does not close the pipe if a child of a wrapper
+	// still holds it: a deadline ends our read whatever happens.
+	stop := context.AfterFunc(ctx, func() { _ = pr.SetReadDeadline(time.Now()) })
+	defer stop()
 
-	hr := &hashingReader{r: pr, h: sha256.New(), rep: rep}
-	info, putErr := b.client.PutObject(ctx, b.cfg.Bucket, tmpKey, hr, -1, minio.PutObjectOptions{
-		ContentType: "application/octet-stream",
-		PartSize:    partSize,
-		// Parts are read from one stream in order; more threads would only
-		// add buffers.
-		NumThreads: 1,
-	})
-	if putErr != nil {
-		// Stop pg_dump and the count. Only the first cause is kept, so a
-		// count that fails because of this cancel does not take the blame.
-		cancel(putErr)
+	h := sha256.New()
+	size, readErr := up.stream(pr, h, rep)
+	if readErr != nil {
+		cancel(readErr)
 	}
-	pr.CloseWithError(errors.New("upload ended"))
-	dumpErr := <-waited
-	countErr := <-countDone
-
-	if parent.Err() != nil {
-		b.remove(parent, tmpKey)
-		return 0, "", fmt.Errorf("dump interrupted: %w", context.Cause(parent))
+	if err := cmd.Wait(); err != nil {
+		// Stop the uploads and the count; if something else failed first
+		// and pg_dump was killed for it, that first cause stays.
+		cancel(&dumpFailed{withStderr(fmt.Errorf("pg_dump failed: %w", err), stderr)})
 	}
-	// The first failure: pg_dump's (through the upload), the upload's or
-	// the count's; each cancels ctx with itself as the cause.
-	cause := context.Cause(ctx)
-	if cause == nil {
-		cause = dumpErr // nil unless the upload somehow outlived pg_dump's failure
-	}
-	if cause != nil {
-		b.remove(parent, tmpKey)
-		var failed *dumpFailed
-		switch {
-		case errors.As(cause, &failed):
-			return 0, "", failed.err
-		case cause == countErr:
-			return 0, "", countErr
-		default:
-			return 0, "", fmt.Errorf("upload dump: %w", cause)
-		}
+	up.wait()
+	if err := context.Cause(ctx); err != nil {
+		return 0, "", err
 	}
 	if s := stderr.String(); s != "" {
 		b.log.Warn("pg_dump wrote to stderr", "stderr", s)
 	}
-	if info.Size != hr.n {
-		b.remove(parent, tmpKey)
-		return 0, "", fmt.Errorf("upload dump: stored %d bytes, read %d", info.Size, hr.n)
-	}
-	return hr.n, hex.EncodeToString(hr.h.Sum(nil)), nil
+	return size, hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// finalize writes the manifest, then copies the upload to its final key
-// with metadata, then deletes the upload. The manifest goes first so a
-// dump at a final key always has one; if the copy fails, both are removed.
-func (b *Backups) finalize(ctx context.Context, tmpKey string, res Result) error {
+// pipeSize is the kernel buffer asked for pg_dump's stdout pipe (Linux
+// allows unprivileged processes up to 1 MiB by default).
+const pipeSize = 1 << 20
+
+// finalize writes the manifest, then completes the upload, which makes
+// the dump appear at its key. The manifest goes first so a dump at a final
+// key always has one; if completing fails, the manifest is removed.
+func (b *Backups) finalize(ctx context.Context, up *upload, res Result) error {
 	if err := b.putManifest(ctx, res); err != nil {
-		b.remove(ctx, tmpKey, manifestKey(res.Key))
+		up.abort(ctx)
+		b.remove(ctx, manifestKey(res.Key))
 		return err
 	}
-	// ComposeObject rather than CopyObject: a single copy request is
-	// limited to 5 GiB on AWS, and ComposeObject switches to a multipart
-	// copy above that.
-	_, err := b.client.ComposeObject(ctx,
-		minio.CopyDestOptions{
-			Bucket:          b.cfg.Bucket,
-			Object:          res.Key,
-			UserMetadata:    res.metadata(),
-			ReplaceMetadata: true,
-			ContentType:     "application/octet-stream",
-		},
-		minio.CopySrcOptions{Bucket: b.cfg.Bucket, Object: tmpKey})
-	if err != nil {
-		b.remove(ctx, tmpKey, manifestKey(res.Key))
-		return fmt.Errorf("copy dump to %s: %w", res.Key, err)
-	}
-	info, err := b.client.StatObject(ctx, b.cfg.Bucket, res.Key, minio.StatObjectOptions{})
-	if err == nil && (info.Size != res.Size || meta(info, metaSHA256) != res.SHA256) {
-		err = fmt.Errorf("stored object has %d bytes and sha256 %q, want %d and %q", info.Size, meta(info, metaSHA256), res.Size, res.SHA256)
+	info, err := up.complete(ctx)
+	if err == nil && info.Size != 0 && info.Size != res.Size {
+		// Not every server returns the size here; StatObject would cost a
+		// round trip for what the parts' sizes already say.
+		err = fmt.Errorf("stored object has %d bytes, want %d", info.Size, res.Size)
 	}
 	if err != nil {
-		b.remove(ctx, res.Key, manifestKey(res.Key), tmpKey)
-		return fmt.Errorf("check copied dump: %w", err)
+		up.abort(ctx)
+		b.remove(ctx, res.Key, manifestKey(res.Key))
+		return fmt.Errorf("complete upload of %s: %w", res.Key, err)
 	}
-	b.remove(ctx, tmpKey)
 	return nil
-}
-
-// hashingReader hashes and counts what passes through it.
-type hashingReader struct {
-	r   io.Reader
-	h   hash.Hash
-	n   int64
-	rep *reporter
-}
-
-func (r *hashingReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if n > 0 {
-		r.h.Write(p[:n])
-		r.n += int64(n)
-		r.rep.add(int64(n))
-	}
-	return n, err
 }

@@ -27,8 +27,8 @@ func TestRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	bu := setup(t)
 	src := newDatabase(t)
-	// 1300 rows of 16 KiB random bytes make a dump over one 16 MiB part, so
-	// the multipart path and the server-side copy of a multipart object run.
+	// 1300 rows of 16 KiB random bytes make a dump of three 8 MiB parts, the
+	// last partial.
 	wantTables := fill(t, src, 1300)
 	db := dbName(t, src)
 
@@ -52,7 +52,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	diff(t, "tables", wantTables, res.Tables)
 	if res.Size < 16<<20 {
-		t.Errorf("got a %d-byte dump, want over one 16 MiB part", res.Size)
+		t.Errorf("got a %d-byte dump, want over two 8 MiB parts", res.Size)
 	}
 	if !strings.HasPrefix(res.PgDumpVersion, serverMajor(t, src)) || !strings.HasPrefix(res.ServerVersion, serverMajor(t, src)) {
 		t.Errorf("got pg_dump %s and server %s, want both of major %s", res.PgDumpVersion, res.ServerVersion, serverMajor(t, src))
@@ -72,12 +72,17 @@ func TestRoundTrip(t *testing.T) {
 	if got := hex.EncodeToString(h.Sum(nil)); got != res.SHA256 || n != res.Size {
 		t.Errorf("downloaded %d bytes with sha256 %s, result says %d and %s", n, got, res.Size, res.SHA256)
 	}
+	// The object describes itself as far as known when its upload began;
+	// size and checksum are in the manifest.
 	info, err := bu.client.StatObject(ctx, bu.cfg.Bucket, res.Key, minio.StatObjectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := info.UserMetadata["Sha256"]; got != res.SHA256 {
-		t.Errorf("got sha256 metadata %q, want %q (all: %v)", got, res.SHA256, info.UserMetadata)
+	diff(t, "metadata", map[string]string{
+		"Database": db, "Dump-Time": "2026-11-28T03:00:00Z", "Server-Version": res.ServerVersion, "Pg-Dump-Version": res.PgDumpVersion,
+	}, map[string]string(info.UserMetadata))
+	if info.Size != res.Size {
+		t.Errorf("object has %d bytes, result says %d", info.Size, res.Size)
 	}
 	manifest, err := bu.b.Manifest(ctx, res.Key)
 	if err != nil {
@@ -230,6 +235,15 @@ sleep 10
 		_, err := os.Stat(marker)
 		return err == nil
 	})
+	// Two parts are stored by now, or soon: still nothing shows, to a
+	// listing or to List, but the upload in progress.
+	testenv.Eventually(t, 20*time.Second, "the upload to start", func() bool {
+		return len(bu.unfinishedUploads(t)) == 1
+	})
+	diff(t, "keys mid-upload", []string(nil), bu.keys(t))
+	if list, err := bu.b.List(context.Background(), dbName(t, src)); err != nil || len(list) != 0 {
+		t.Errorf("got list %v, %v mid-upload; want nothing", list, err)
+	}
 	cancel()
 	err := <-errc
 	if !errors.Is(err, context.Canceled) {

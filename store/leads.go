@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,13 +86,28 @@ type LeadSubmission struct {
 // transaction. A lead with the same email (case-insensitive) and course
 // received within DuplicateWindow is not stored again: the existing id comes
 // back with Duplicate set. taskPayload builds the outbox payload from the new
-// lead's id.
+// lead's id. Concurrent submissions share transactions (see leadbatch.go).
 func (s *Store) SubmitLead(ctx context.Context, l NewLead, now time.Time, idem *Idempotency, taskType string, taskPayload func(leadID string) ([]byte, error)) (LeadSubmission, error) {
+	return s.leads.submit(&leadJob{ctx: ctx, lead: l, now: now, idem: idem, taskType: taskType, payload: taskPayload})
+}
+
+// submitOne stores one submission in its own transaction: the path a batch
+// falls back to when the server refused it.
+func (s *Store) submitOne(ctx context.Context, l NewLead, now time.Time, idem *Idempotency, taskType string, taskPayload func(leadID string) ([]byte, error)) (LeadSubmission, error) {
 	var res LeadSubmission
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		res = LeadSubmission{}
+		// Both locks in one statement, in key order, as a batch takes them.
+		keys := []int64{lockKey("lead", NormalizeEmail(l.Email), l.Course)}
 		if idem != nil {
-			replay, err := lookupIdempotency(ctx, tx, idem)
+			keys = append(keys, lockKey("idem", idem.Principal, idem.Key))
+		}
+		slices.Sort(keys)
+		if _, err := tx.Exec(ctx, `select pg_advisory_xact_lock(k) from unnest($1::int8[]) as k`, keys); err != nil {
+			return err
+		}
+		if idem != nil {
+			replay, err := readIdempotency(ctx, tx, idem)
 			if err != nil {
 				return err
 			}
@@ -115,12 +131,9 @@ func (s *Store) SubmitLead(ctx context.Context, l NewLead, now time.Time, idem *
 }
 
 func submitLead(ctx context.Context, tx pgx.Tx, l NewLead, now time.Time, taskType string, taskPayload func(string) ([]byte, error), res *LeadSubmission) error {
-	norm := NormalizeEmail(l.Email)
-	// Serialise submissions of the same email and course, so two concurrent
+	// The caller holds the lock on the email and course, so two concurrent
 	// posts of one form cannot both pass the duplicate check.
-	if _, err := tx.Exec(ctx, "select pg_advisory_xact_lock($1)", lockKey("lead", norm, l.Course)); err != nil {
-		return err
-	}
+	norm := NormalizeEmail(l.Email)
 	var existing, status string
 	err := tx.QueryRow(ctx, `
 		select id::text, status from cepjobs.leads
@@ -189,13 +202,6 @@ func (s *Store) LookupIdempotency(ctx context.Context, idem *Idempotency) (*Resp
 		return nil, fmt.Errorf("lookup idempotency key: %w", err)
 	}
 	return r, err
-}
-
-func lookupIdempotency(ctx context.Context, tx pgx.Tx, idem *Idempotency) (*Response, error) {
-	if _, err := tx.Exec(ctx, "select pg_advisory_xact_lock($1)", lockKey("idem", idem.Principal, idem.Key)); err != nil {
-		return nil, err
-	}
-	return readIdempotency(ctx, tx, idem)
 }
 
 type querier interface {

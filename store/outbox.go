@@ -48,6 +48,18 @@ func (s *Store) MarkDispatched(ctx context.Context, id string, now time.Time) er
 	return nil
 }
 
+// MarkDispatchedBatch records that the rows' tasks reached Redis, in one
+// statement.
+func (s *Store) MarkDispatchedBatch(ctx context.Context, ids []string, now time.Time) error {
+	_, err := s.pool.Exec(ctx, `
+		update cepjobs.outbox set dispatched_at = $2, attempts = attempts + 1, last_error = null
+		where id = any($1::uuid[]) and dispatched_at is null`, ids, now)
+	if err != nil {
+		return fmt.Errorf("mark %d outbox rows dispatched: %w", len(ids), err)
+	}
+	return nil
+}
+
 // DeferDispatch records a failed dispatch and when to try again.
 func (s *Store) DeferDispatch(ctx context.Context, id string, reason string, retryAt time.Time) error {
 	_, err := s.pool.Exec(ctx, `

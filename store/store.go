@@ -41,7 +41,8 @@ func redactParseError(error) string {
 
 // Store is the handle on the database.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	leads *leadBatcher
 }
 
 // Open connects a pool. It does not wait for the server: Ping does.
@@ -58,11 +59,18 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	st := &Store{pool: pool}
+	// Half the pool commits leads; the rest stays free for everything else.
+	st.leads = newLeadBatcher(st, min(int(pc.MaxConns)/2, 4))
+	return st, nil
 }
 
-// Close closes the pool, waiting for borrowed connections.
-func (s *Store) Close() { s.pool.Close() }
+// Close stops the lead committers and closes the pool, waiting for borrowed
+// connections.
+func (s *Store) Close() {
+	s.leads.close()
+	s.pool.Close()
+}
 
 // Ping checks that the server answers.
 func (s *Store) Ping(ctx context.Context) error {

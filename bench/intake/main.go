@@ -51,7 +51,14 @@ type cfg struct {
 	rounds, conc, secs, pgClients, pgThreads int
 	adminURL, out                            string
 	write                                    bool
+	profile                                  string
+	intakeEnv                                envFlags
 }
+
+type envFlags []string
+
+func (e *envFlags) String() string     { return strings.Join(*e, ",") }
+func (e *envFlags) Set(v string) error { *e = append(*e, v); return nil }
 
 type intakeSample struct {
 	accepted, dup, errs, total int64
@@ -89,6 +96,8 @@ func run() error {
 	flag.StringVar(&c.adminURL, "admin-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL to create the throwaway database on")
 	flag.StringVar(&c.out, "out", "bench/RESULTS.md", "results file (a section is appended)")
 	flag.BoolVar(&c.write, "write", true, "append the results to -out")
+	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of the intake during the first intake round to this file (and print its top)")
+	flag.Var(&c.intakeEnv, "intake-env", "extra NAME=VALUE for the intake process (repeatable)")
 	flag.Parse()
 	ctx := context.Background()
 
@@ -186,6 +195,16 @@ func run() error {
 		"CEPJOBS_RATE_LIMIT=1000000",
 		"CEPJOBS_RATE_BURST=1000000",
 	}
+	var pprofAddr string
+	if c.profile != "" {
+		pport, err := freePort()
+		if err != nil {
+			return err
+		}
+		pprofAddr = fmt.Sprintf("127.0.0.1:%d", pport)
+		icmd.Env = append(icmd.Env, "CEPJOBS_PPROF_ADDR="+pprofAddr)
+	}
+	icmd.Env = append(icmd.Env, c.intakeEnv...)
 	ilog, _ := os.Create(filepath.Join(tmp, "intake.log"))
 	icmd.Stdout, icmd.Stderr = ilog, ilog
 	if err := icmd.Start(); err != nil {
@@ -239,11 +258,21 @@ func run() error {
 			}
 			time.Sleep(time.Second)
 			if k == "intake" {
+				var profDone chan error
+				if c.profile != "" && len(is) == 0 {
+					profDone = make(chan error, 1)
+					go func() { profDone <- fetchProfile(pprofAddr, c.secs-1, c.profile, bin) }()
+				}
 				s, err := gen.round(time.Duration(c.secs)*time.Second, icmd.Process.Pid, rcmd.Process.Pid)
 				if err != nil {
 					return err
 				}
 				is = append(is, s)
+				if profDone != nil {
+					if err := <-profDone; err != nil {
+						return err
+					}
+				}
 				step(fmt.Sprintf("round %d intake : %.0f accepted/s, p50 %s p90 %s p99 %s, errors %d, intake %.0f µs CPU/req, postgres %.0f µs/req, statuses %v",
 					r+1, float64(s.accepted)/s.wall.Seconds(), ms(pct(s.lat, 50)), ms(pct(s.lat, 90)), ms(pct(s.lat, 99)), s.errs,
 					s.intakeCPU/float64(s.total)*1e6, s.pgCPU/float64(s.total)*1e6, s.statuses))
@@ -275,6 +304,28 @@ func run() error {
 		}
 		step("appended to " + c.out)
 	}
+	return nil
+}
+
+// fetchProfile saves a CPU profile of the intake and prints its top.
+func fetchProfile(addr string, secs int, out, bin string) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(secs, 1)))
+	if err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile: %d %v", resp.StatusCode, err)
+	}
+	if err := os.WriteFile(out, b, 0o644); err != nil {
+		return err
+	}
+	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=40", bin, out).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pprof: %v\n%s", err, top)
+	}
+	fmt.Fprintf(os.Stderr, "%s\n", top)
 	return nil
 }
 

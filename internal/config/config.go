@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -112,10 +114,13 @@ func (c FetchConfig) Validate() error {
 	return nil
 }
 
-// LogConfig shapes the structured log.
+// LogConfig shapes the structured log and the debug endpoint.
 type LogConfig struct {
 	Level  string `env:"CEPJOBS_LOG_LEVEL" default:"info"`
 	Format string `env:"CEPJOBS_LOG_FORMAT" default:"json"`
+	// PprofAddr, when set, serves net/http/pprof on a loopback address
+	// (profiling a live process: `go tool pprof http://ADDR/debug/pprof/profile`).
+	PprofAddr string `env:"CEPJOBS_PPROF_ADDR"`
 }
 
 // Validate reports what is wrong with c.
@@ -127,6 +132,13 @@ func (c LogConfig) Validate() error {
 	}
 	if c.Format != "json" && c.Format != "text" {
 		errs = append(errs, fmt.Errorf("CEPJOBS_LOG_FORMAT: want json or text, got %q", c.Format))
+	}
+	if c.PprofAddr != "" {
+		host, _, err := net.SplitHostPort(c.PprofAddr)
+		ip, perr := netip.ParseAddr(host)
+		if err != nil || (host != "localhost" && (perr != nil || !ip.IsLoopback())) {
+			errs = append(errs, fmt.Errorf("CEPJOBS_PPROF_ADDR: want a loopback host:port such as 127.0.0.1:6060 (profiles must not be reachable from the network), got %q", c.PprofAddr))
+		}
 	}
 	return errors.Join(errs...)
 }

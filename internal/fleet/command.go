@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/cepcomunicacion/cepjobs/internal/config"
 	"github.com/cepcomunicacion/cepjobs/internal/version"
@@ -36,11 +40,38 @@ func RunCommand(ctx context.Context, name string, args, environ []string, stdout
 	if err != nil {
 		return err
 	}
-	r, err := build(ctx, cfg, cfg.Logger(stderr).With("process", name))
+	log := cfg.Logger(stderr).With("process", name)
+	if cfg.Log.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.Log.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
+	r, err := build(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	return r.Run(ctx)
+}
+
+// servePprof serves net/http/pprof on addr (validated as loopback by the
+// config) until the returned function is called.
+func servePprof(addr string, log *slog.Logger) (func(), error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("CEPJOBS_PPROF_ADDR: listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	log.Info("pprof listening", "addr", l.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }
 
 // Main is the whole main of a fleet binary: it runs the process until

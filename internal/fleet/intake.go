@@ -35,6 +35,7 @@ type Intake struct {
 	client   *asynq.Client
 	server   *api.Server
 	relay    *outbox.Relay
+	dispatch *outbox.Dispatcher
 	sweep    *outbox.Sweeper // nil when CEPJOBS_SWEEP_AFTER=0
 	listener net.Listener
 }
@@ -80,6 +81,7 @@ func NewIntake(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Int
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(outbox.NewBacklogCollector(in.store))
 	dispatch := outbox.NewDispatcher(in.store, in.client, log, outbox.NewMetrics(reg), nil)
+	in.dispatch = dispatch
 	dispatch.OnRecovery(func(ctx context.Context) {
 		if err := outbox.AnnounceQueues(ctx, in.redis); err != nil {
 			log.Warn("announce queues", "err", err)
@@ -199,6 +201,9 @@ func (in *Intake) announceQueues(ctx context.Context) {
 func (in *Intake) close() {
 	if in.server != nil {
 		_ = in.server.Close()
+	}
+	if in.dispatch != nil {
+		in.dispatch.Close() // records the last dispatched marks
 	}
 	if in.client != nil {
 		_ = in.client.Close()

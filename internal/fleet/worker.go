@@ -156,6 +156,9 @@ func openBase(ctx context.Context, dbCfg store.Config, redisURL string) (*baseDe
 }
 
 func (b *baseDeps) close() {
+	if b.dispatch != nil {
+		b.dispatch.Close() // records the last dispatched marks
+	}
 	if b.client != nil {
 		_ = b.client.Close()
 	}

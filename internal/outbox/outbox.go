@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 // outboxStore is what the dispatcher needs of the database.
 type outboxStore interface {
 	MarkDispatched(ctx context.Context, id string, now time.Time) error
+	MarkDispatchedBatch(ctx context.Context, ids []string, now time.Time) error
 	DeferDispatch(ctx context.Context, id, reason string, retryAt time.Time) error
 	RelayOutbox(ctx context.Context, now time.Time, limit int, dispatch func(context.Context, store.OutboxRow) store.DispatchResult) (int, int, error)
 	OutboxBacklog(ctx context.Context, now time.Time) (int, time.Duration, error)
@@ -72,6 +74,15 @@ type Dispatcher struct {
 	// by the first success after it.
 	outage     atomic.Bool
 	onRecovery func(context.Context)
+
+	// marks carries rows enqueued inline to the goroutine that records them
+	// dispatched, many per UPDATE.
+	marks       chan string
+	markStarted atomic.Bool
+	markMu      sync.Mutex
+	markStop    chan struct{}
+	markDone    chan struct{}
+	closed      bool
 }
 
 // OnRecovery sets a function called once each time Redis takes tasks again
@@ -91,8 +102,17 @@ func NewDispatcher(s outboxStore, client enqueuer, log *slog.Logger, m *Metrics,
 	if now == nil {
 		now = time.Now
 	}
-	return &Dispatcher{store: s, client: client, log: log, metrics: m, now: now}
+	return &Dispatcher{store: s, client: client, log: log, metrics: m, now: now,
+		marks: make(chan string, markQueue), markStop: make(chan struct{}), markDone: make(chan struct{})}
 }
+
+const (
+	// markQueue bounds the marks waiting for the recorder; past it a
+	// request records its own.
+	markQueue = 4096
+	// markBatch bounds the rows one UPDATE marks.
+	markBatch = 512
+)
 
 // inlineTimeout bounds the enqueue a request waits for: Redis answers in
 // well under a millisecond when healthy; anything slower goes to the relay.
@@ -119,11 +139,84 @@ func (d *Dispatcher) Now(ctx context.Context, id, taskType string, payload []byt
 	}
 	d.succeeded(ctx)
 	d.metrics.dispatched.WithLabelValues("inline").Inc()
+	d.mark(ctx, id)
+}
+
+// mark records a row as dispatched. The recorder goroutine marks every row
+// waiting at once in one UPDATE, so a busy intake spends one statement on
+// many requests. A mark lost to a crash only makes the relay send the row
+// again after InlineGrace, which asynq refuses as a duplicate TaskID while
+// the task is in Redis, and the task handlers are idempotent after that.
+func (d *Dispatcher) mark(ctx context.Context, id string) {
+	d.markMu.Lock()
+	if !d.closed {
+		if !d.markStarted.Load() {
+			d.markStarted.Store(true)
+			go d.recordMarks()
+		}
+		select {
+		case d.marks <- id:
+			d.markMu.Unlock()
+			return
+		default: // the recorder is behind: record this one here
+		}
+	}
+	d.markMu.Unlock()
 	// The request must not lose its row to a cancelled context now: the
 	// task is in Redis and only the mark is missing.
 	if err := d.store.MarkDispatched(context.WithoutCancel(ctx), id, d.now()); err != nil {
 		// The relay will send it again; asynq will refuse the duplicate TaskID.
 		d.log.Warn("mark outbox row dispatched", "outbox_id", id, "err", err)
+	}
+}
+
+func (d *Dispatcher) recordMarks() {
+	defer close(d.markDone)
+	ids := make([]string, 0, markBatch)
+	for {
+		var stopping bool
+		select {
+		case id := <-d.marks:
+			ids = append(ids[:0], id)
+		case <-d.markStop:
+			stopping = true
+			ids = ids[:0]
+		}
+	drain:
+		for len(ids) < markBatch {
+			select {
+			case id := <-d.marks:
+				ids = append(ids, id)
+			default:
+				break drain
+			}
+		}
+		if len(ids) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := d.store.MarkDispatchedBatch(ctx, ids, d.now()); err != nil {
+				// The relay sends them again; asynq refuses the duplicate TaskIDs.
+				d.log.Warn("mark outbox rows dispatched", "rows", len(ids), "err", err)
+			}
+			cancel()
+		}
+		if stopping && len(ids) < markBatch {
+			return
+		}
+	}
+}
+
+// Close records the marks still waiting. Call it before closing the store;
+// a dispatch after Close records its own mark.
+func (d *Dispatcher) Close() {
+	d.markMu.Lock()
+	started := d.markStarted.Load()
+	if !d.closed {
+		d.closed = true
+		close(d.markStop)
+	}
+	d.markMu.Unlock()
+	if started {
+		<-d.markDone
 	}
 }
 

@@ -37,11 +37,20 @@ func insertOutbox(ctx context.Context, tx pgx.Tx, taskType string, payload []byt
 	return id.String(), nil
 }
 
+// markDispatchedSQL marks rows by primary key. It does not say "and
+// dispatched_at is null": the planner would then AND in a bitmap scan of the
+// whole pending index, dead entries included; a row marked twice (relay and
+// request racing) keeps its first time and count.
+const markDispatchedSQL = `
+		update cepjobs.outbox set
+			attempts = attempts + (dispatched_at is null)::int,
+			dispatched_at = coalesce(dispatched_at, $2),
+			last_error = null
+		where id = any($1::uuid[])`
+
 // MarkDispatched records that the row's task reached Redis.
 func (s *Store) MarkDispatched(ctx context.Context, id string, now time.Time) error {
-	_, err := s.pool.Exec(ctx, `
-		update cepjobs.outbox set dispatched_at = $2, attempts = attempts + 1, last_error = null
-		where id = $1 and dispatched_at is null`, id, now)
+	_, err := s.pool.Exec(ctx, markDispatchedSQL, []string{id}, now)
 	if err != nil {
 		return fmt.Errorf("mark outbox row dispatched: %w", err)
 	}
@@ -51,9 +60,7 @@ func (s *Store) MarkDispatched(ctx context.Context, id string, now time.Time) er
 // MarkDispatchedBatch records that the rows' tasks reached Redis, in one
 // statement.
 func (s *Store) MarkDispatchedBatch(ctx context.Context, ids []string, now time.Time) error {
-	_, err := s.pool.Exec(ctx, `
-		update cepjobs.outbox set dispatched_at = $2, attempts = attempts + 1, last_error = null
-		where id = any($1::uuid[]) and dispatched_at is null`, ids, now)
+	_, err := s.pool.Exec(ctx, markDispatchedSQL, ids, now)
 	if err != nil {
 		return fmt.Errorf("mark %d outbox rows dispatched: %w", len(ids), err)
 	}
@@ -85,6 +92,13 @@ type DispatchResult struct {
 func (s *Store) RelayOutbox(ctx context.Context, now time.Time, limit int, dispatch func(context.Context, OutboxRow) DispatchResult) (sent, failed int, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		sent, failed = 0, 0
+		// A plain index scan in available_at order stops at limit and marks
+		// the dead entries it meets (rows dispatched since the last vacuum)
+		// so later scans skip them; a bitmap scan would read them all, every
+		// time.
+		if _, err := tx.Exec(ctx, "set local enable_bitmapscan = off"); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, `
 			select id::text, task_type, payload, created_at, attempts from cepjobs.outbox
 			where dispatched_at is null and available_at <= $1

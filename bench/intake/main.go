@@ -52,6 +52,7 @@ type cfg struct {
 	adminURL, out                            string
 	write                                    bool
 	profile                                  string
+	loadgen                                  string
 	intakeEnv                                envFlags
 }
 
@@ -64,8 +65,9 @@ type intakeSample struct {
 	accepted, dup, errs, total int64
 	statuses                   map[string]int64
 	wall                       time.Duration
-	lat                        []int64 // µs, sorted
-	intakeCPU, pgCPU, redisCPU float64 // seconds
+	lat                        []int64           // µs, sorted (Go load generator)
+	wrkPct                     map[float64]int64 // µs by percentile (wrk)
+	intakeCPU, pgCPU, redisCPU float64           // seconds
 	genCPU                     float64
 	db                         dbStats
 }
@@ -97,6 +99,7 @@ func run() error {
 	flag.StringVar(&c.out, "out", "bench/RESULTS.md", "results file (a section is appended)")
 	flag.BoolVar(&c.write, "write", true, "append the results to -out")
 	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of the intake during the first intake round to this file (and print its top)")
+	flag.StringVar(&c.loadgen, "loadgen", "wrk", "load generator: wrk (scripts/ensure-wrk.sh installs it) or go (this process)")
 	flag.Var(&c.intakeEnv, "intake-env", "extra NAME=VALUE for the intake process (repeatable)")
 	flag.Parse()
 	ctx := context.Background()
@@ -231,7 +234,10 @@ func run() error {
 	tr := &http.Transport{MaxIdleConns: c.conc * 2, MaxIdleConnsPerHost: c.conc * 2, MaxConnsPerHost: 0, IdleConnTimeout: time.Minute}
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	defer tr.CloseIdleConnections()
-	gen := &loadGen{db: db, c: c, url: base + "/v1/leads", token: token, client: client, nonce: time.Now().UnixNano()}
+	gen := &loadGen{db: db, c: c, url: base + "/v1/leads", token: token, client: client, nonce: time.Now().UnixNano(), tmp: tmp}
+	if c.loadgen != "wrk" && c.loadgen != "go" {
+		return fmt.Errorf("-loadgen: want wrk or go, got %q", c.loadgen)
+	}
 
 	// Sanity: one lead.
 	if code, body, err := gen.post(gen.body(0)); err != nil || code != http.StatusAccepted {
@@ -274,7 +280,7 @@ func run() error {
 					}
 				}
 				step(fmt.Sprintf("round %d intake : %.0f accepted/s, p50 %s p90 %s p99 %s, errors %d, intake %.0f µs CPU/req, postgres %.0f µs/req, statuses %v",
-					r+1, float64(s.accepted)/s.wall.Seconds(), ms(pct(s.lat, 50)), ms(pct(s.lat, 90)), ms(pct(s.lat, 99)), s.errs,
+					r+1, float64(s.accepted)/s.wall.Seconds(), ms(s.pct(50)), ms(s.pct(90)), ms(s.pct(99)), s.errs,
 					s.intakeCPU/float64(s.total)*1e6, s.pgCPU/float64(s.total)*1e6, s.statuses))
 			} else {
 				s, err := pgbench(c, dbURL, script, c.secs)
@@ -339,6 +345,8 @@ type loadGen struct {
 	client *http.Client
 	nonce  int64
 	seq    atomic.Int64
+	tmp    string
+	rounds int
 }
 
 func (g *loadGen) body(n int64) []byte {
@@ -369,6 +377,9 @@ func (g *loadGen) post(body []byte) (int, string, error) {
 
 // round runs conc clients for d; CPU is sampled over the same window.
 func (g *loadGen) round(d time.Duration, intakePID, redisPID int) (intakeSample, error) {
+	if g.c.loadgen == "wrk" {
+		return g.wrkRound(d, intakePID, redisPID)
+	}
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -426,6 +437,120 @@ func (g *loadGen) round(d time.Duration, intakePID, redisPID int) (intakeSample,
 		}
 	}
 	return s, nil
+}
+
+// wrkScript posts the same lead as body() with a distinct email per request
+// (nonce, thread, counter) and reports statuses and latency percentiles.
+const wrkScript = `
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  prefix = args[1] .. "-" .. tid
+  token = args[2]
+  n, s202, s200, sother = 0, 0, 0, 0
+end
+function request()
+  n = n + 1
+  local body = '{"external_id":"bench-' .. prefix .. '-' .. n .. '","first_name":"Ana","last_name":"García",' ..
+    '"email":"bench-' .. prefix .. '-' .. n .. '@example.com","phone":"+34600111222",' ..
+    '"course":"tecnico-marketing-digital","campaign":"meta-otono-2026","site":"sevilla",' ..
+    '"source":"web-form","message":"Quiero información",' ..
+    '"utm":{"source":"facebook","medium":"cpc","campaign":"otono"},' ..
+    '"consent":{"privacy":true,"marketing":false,"text_version":"2026-01","accepted_at":"2026-11-27T10:00:00Z"},' ..
+    '"client":{"ip":"203.0.113.7","user_agent":"Mozilla/5.0"}}'
+  return wrk.format("POST", "/v1/leads", {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}, body)
+end
+function response(status, headers, body)
+  if status == 202 then s202 = s202 + 1 elseif status == 200 then s200 = s200 + 1 else sother = sother + 1 end
+end
+function done(summary, latency, requests)
+  local a, b, c = 0, 0, 0
+  for _, t in ipairs(threads) do a = a + t:get("s202"); b = b + t:get("s200"); c = c + t:get("sother") end
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d %d %d %d %d\n", a, b, c, e.connect + e.read + e.write + e.timeout,
+    summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, summary.requests))
+end
+`
+
+// wrkRound runs wrk (-t2, -c conc) for d.
+func (g *loadGen) wrkRound(d time.Duration, intakePID, redisPID int) (intakeSample, error) {
+	script := filepath.Join(g.tmp, "leads.lua")
+	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
+		return intakeSample{}, err
+	}
+	g.rounds++
+	u := strings.TrimSuffix(g.url, "/v1/leads")
+	cmd := exec.Command("wrk", "-t2", "-c"+strconv.Itoa(g.c.conc), "-d"+strconv.Itoa(int(d.Seconds()))+"s", "--timeout", "30s",
+		"-s", script, u, "--", fmt.Sprintf("%d-%d", g.nonce, g.rounds), g.token)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	d0 := g.stats()
+	x0 := g.readsByRelation()
+	i0, p0, r0 := procCPU(intakePID), postgresCPU(), procCPU(redisPID)
+	t0 := time.Now()
+	if err := cmd.Run(); err != nil {
+		return intakeSample{}, fmt.Errorf("wrk: %v\n%s", err, out.String())
+	}
+	wall := time.Since(t0)
+	i1, p1, r1 := procCPU(intakePID), postgresCPU(), procCPU(redisPID)
+	var gen float64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		gen = tv(ru.Utime) + tv(ru.Stime)
+	}
+	var a, b, c, e, durUS, p50, p90, p99, mx, reqs int64
+	i := strings.Index(out.String(), "RESULT ")
+	if i < 0 {
+		return intakeSample{}, fmt.Errorf("wrk output not understood:\n%s", out.String())
+	}
+	if _, err := fmt.Sscanf(out.String()[i:], "RESULT %d %d %d %d %d %d %d %d %d %d", &a, &b, &c, &e, &durUS, &p50, &p90, &p99, &mx, &reqs); err != nil {
+		return intakeSample{}, fmt.Errorf("wrk output: %v\n%s", err, out.String())
+	}
+	time.Sleep(1500 * time.Millisecond) // backends flush pg_stat_database at most once a second
+	d1 := g.stats()
+	x1 := g.readsByRelation()
+	var reads []string
+	for k, v := range x1 {
+		if dv := v - x0[k]; dv > 0 {
+			reads = append(reads, fmt.Sprintf("%s %.1f", k, float64(dv)/float64(max(a, 1))))
+		}
+	}
+	slices.Sort(reads)
+	step("rows read per accepted lead, by relation: " + strings.Join(reads, ", "))
+	st := map[string]int64{}
+	for k, v := range map[string]int64{"202": a, "200": b, "other status": c, "transport error": e} {
+		if v > 0 {
+			st[k] = v
+		}
+	}
+	wall = time.Duration(durUS) * time.Microsecond
+	_ = t0
+	s := intakeSample{statuses: st, wall: wall, wrkPct: map[float64]int64{50: p50, 90: p90, 99: p99, 100: mx},
+		intakeCPU: i1 - i0, pgCPU: p1 - p0, redisCPU: r1 - r0, genCPU: gen, db: d1.sub(d0),
+		accepted: a, dup: b, errs: b + c + e, total: a + b + c + e}
+	return s, nil
+}
+
+// readsByRelation is rows read per table (sequential) and per index.
+func (g *loadGen) readsByRelation() map[string]int64 {
+	out := map[string]int64{}
+	rows, err := g.db.Query(context.Background(), `
+		select 'seq:' || relname, coalesce(seq_tup_read, 0) from pg_stat_user_tables
+		union all select 'idx:' || indexrelname, coalesce(idx_tup_read, 0) from pg_stat_user_indexes`)
+	if err != nil {
+		return out
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		var v int64
+		if rows.Scan(&k, &v) == nil {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // dbStats is this database's pg_stat_database counters.
@@ -576,6 +701,14 @@ func tail(s string, n int) string {
 	return "…" + s[len(s)-n:]
 }
 
+// pct is a latency percentile in µs, from whichever load generator ran.
+func (s intakeSample) pct(p float64) int64 {
+	if s.wrkPct != nil {
+		return s.wrkPct[p]
+	}
+	return pct(s.lat, p)
+}
+
 func pct(sorted []int64, p float64) int64 {
 	if len(sorted) == 0 {
 		return 0
@@ -616,9 +749,9 @@ func report(c cfg, is []intakeSample, ps []pgbenchSample, e env) string {
 	)
 	for _, s := range is {
 		acc = append(acc, float64(s.accepted)/s.wall.Seconds())
-		p50 = append(p50, float64(pct(s.lat, 50))/1000)
-		p90 = append(p90, float64(pct(s.lat, 90))/1000)
-		p99 = append(p99, float64(pct(s.lat, 99))/1000)
+		p50 = append(p50, float64(s.pct(50))/1000)
+		p90 = append(p90, float64(s.pct(90))/1000)
+		p99 = append(p99, float64(s.pct(99))/1000)
 		errs = append(errs, float64(s.errs))
 		n := float64(s.total)
 		icpu = append(icpu, s.intakeCPU/n*1e6)

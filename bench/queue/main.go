@@ -1,12 +1,15 @@
-// Command queue benchmarks no-op task throughput and enqueue-to-start latency
-// of our asynq worker construction (fleet.WorkerServerConfig, as
-// worker-automation builds it), bare asynq (asynq.Config defaults) and BullMQ
-// (bench/peers), each consumer in its own child process against the same
-// private redis-server(s) started here. Issue 8 items 1 and 2.
+// Command queue benchmarks no-op task throughput, enqueue-to-start latency
+// and idle cost of our worker (worker-automation's real construction:
+// fleet.BenchAutomationWorker with the configuration's defaults — fetch
+// lanes, server config, task middleware), bare asynq (asynq.Config
+// defaults) and BullMQ (bench/peers), each consumer in its own child process
+// against private redis-servers started here, one without persistence and
+// one with AOF (appendfsync everysec). Issue 8 items 1 and 2.
 //
 //	go run ./bench/queue [-n 20000] [-rounds 3] [-conc 50] [-rate 1000] [-secs 10] [-out bench/RESULTS.md]
 //
-// or `make bench`. Needs redis-server, node and npm on the PATH.
+// or `make bench`. Needs redis-server, node and npm on the PATH. CEPJOBS_*
+// variables in the environment reach "ours" as they would the worker.
 package main
 
 import (
@@ -32,6 +35,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cepcomunicacion/cepjobs/internal/config"
 	"github.com/cepcomunicacion/cepjobs/internal/fleet"
 	"github.com/cepcomunicacion/cepjobs/internal/redisconn"
 	"github.com/cepcomunicacion/cepjobs/tasks"
@@ -56,73 +60,31 @@ func main() {
 // ---------------------------------------------------------------- consumers
 
 type consumerOpts struct {
-	kind    string // ours | bare
+	kind    string // ours | bare | rest (the fleet's other workers, idle only)
 	port    int
 	n       int
 	conc    int
 	tci     time.Duration
+	lanes   int
 	latency bool
 	prof    string
-	servers int
-	pool    int
-	idle    time.Duration
+	idle    bool
 }
 
 func consumeAsynq(args []string) error {
 	var o consumerOpts
 	fs := flag.NewFlagSet("consume-asynq", flag.ExitOnError)
-	fs.StringVar(&o.kind, "kind", "ours", "")
+	fs.StringVar(&o.kind, "kind", "ours", "ours | bare | rest")
 	fs.IntVar(&o.port, "port", 6379, "")
 	fs.IntVar(&o.n, "n", 20000, "")
 	fs.IntVar(&o.conc, "conc", 50, "")
-	fs.DurationVar(&o.tci, "tci", 100*time.Millisecond, "")
+	fs.DurationVar(&o.tci, "tci", 0, "ours: CEPJOBS_FETCH_POLL_INTERVAL (0: the configured default)")
+	fs.IntVar(&o.lanes, "lanes", 0, "ours: CEPJOBS_FETCH_LANES (0: the configured default)")
 	fs.BoolVar(&o.latency, "latency", false, "")
 	fs.StringVar(&o.prof, "cpuprofile", "", "")
-	fs.IntVar(&o.servers, "servers", 1, "asynq.Servers in the process, concurrency split between them (experiment)")
-	fs.IntVar(&o.pool, "poolsize", 0, "Redis pool size override (experiment; 0: as configured)")
-	fs.DurationVar(&o.idle, "idle", 0, "idle mode: run this long on an empty queue, then report")
+	fs.BoolVar(&o.idle, "idle", false, "idle mode: run until stdin closes")
 	_ = fs.Parse(args)
 
-	url := fmt.Sprintf("redis://127.0.0.1:%d/0", o.port)
-	var (
-		opt asynq.RedisConnOpt
-		cfg asynq.Config
-	)
-	if o.kind == "ours" {
-		var err error
-		if opt, err = redisconn.Parse(url); err != nil {
-			return err
-		}
-		// As worker-automation: critical 6 / default 3, JSON slog at info
-		// (CEPJOBS_LOG_LEVEL default), shutdown timeout 25 s (default).
-		log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-		cfg = fleet.WorkerServerConfig(fleet.WorkerConfig{
-			Concurrency:       o.conc,
-			Queues:            map[string]int{tasks.QueueCritical: 6, tasks.QueueDefault: 3},
-			ShutdownTimeout:   25 * time.Second,
-			TaskCheckInterval: o.tci,
-		}, log)
-	} else {
-		opt = asynq.RedisClientOpt{Addr: fmt.Sprintf("127.0.0.1:%d", o.port)}
-		cfg = asynq.Config{Concurrency: o.conc}
-	}
-	if o.pool > 0 {
-		switch v := opt.(type) {
-		case asynq.RedisClientOpt:
-			v.PoolSize = o.pool
-			opt = v
-		case *asynq.RedisClientOpt:
-			v.PoolSize = o.pool
-		}
-	}
-	if o.servers < 1 {
-		o.servers = 1
-	}
-	cfg.Concurrency = o.conc / o.servers
-	var srvs []*asynq.Server
-	for i := 0; i < o.servers; i++ {
-		srvs = append(srvs, asynq.NewServer(opt, cfg))
-	}
 	var (
 		count atomic.Int64
 		t0    time.Time
@@ -147,6 +109,10 @@ func consumeAsynq(args []string) error {
 		}
 		return nil
 	})
+	start, stop, err := prepareConsumer(o, mux)
+	if err != nil {
+		return err
+	}
 	in := bufio.NewScanner(os.Stdin)
 	fmt.Println("ready")
 	in.Scan() // "go"
@@ -158,22 +124,18 @@ func consumeAsynq(args []string) error {
 		_ = pprof.StartCPUProfile(f)
 	}
 	t0 = time.Now()
-	for _, srv := range srvs {
-		if err := srv.Start(mux); err != nil {
-			return err
-		}
+	if err := start(); err != nil {
+		return err
 	}
-	var wall time.Duration
-	if o.idle > 0 {
-		time.Sleep(o.idle)
-		wall = time.Since(t0)
+	if o.idle {
+		in.Scan() // "stop"
 	} else {
-		wall = <-done
+		wall := <-done
+		fmt.Printf("done %d\n", wall.Nanoseconds())
 	}
 	if o.prof != "" {
 		pprof.StopCPUProfile()
 	}
-	fmt.Printf("done %d\n", wall.Nanoseconds())
 	if o.latency {
 		mu.Lock()
 		b, _ := json.Marshal(lats)
@@ -181,21 +143,158 @@ func consumeAsynq(args []string) error {
 		fmt.Printf("lat %s\n", b)
 	}
 	in.Scan() // "quit" or EOF
-	for _, srv := range srvs {
-		srv.Shutdown()
+	return stop()
+}
+
+// prepareConsumer builds the asynq side of the consumer. "ours" is the real
+// worker-automation construction (fleet.BenchAutomationWorker), "bare" a
+// plain asynq.Server with asynq's defaults, "rest" the asynq servers of the
+// fleet's two other workers (worker-stats, worker-llm: their queues,
+// concurrency and CEPJOBS_TASK_CHECK_INTERVAL) for the idle-fleet
+// measurement.
+func prepareConsumer(o consumerOpts, mux *asynq.ServeMux) (start, stop func() error, err error) {
+	url := fmt.Sprintf("redis://127.0.0.1:%d/0", o.port)
+	opt, err := redisconn.Parse(url)
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil
+	switch o.kind {
+	case "bare":
+		srv := asynq.NewServer(asynq.RedisClientOpt{Addr: fmt.Sprintf("127.0.0.1:%d", o.port)}, asynq.Config{Concurrency: o.conc})
+		return func() error { return srv.Start(mux) }, func() error { srv.Shutdown(); return nil }, nil
+	case "rest":
+		cfg, err := oursConfig(o)
+		if err != nil {
+			return nil, nil, err
+		}
+		log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Log.SlogLevel()}))
+		// As internal/fleet/stats.go and llm.go build them (one lane each).
+		var srvs []*asynq.Server
+		for _, wc := range []fleet.WorkerConfig{
+			{Concurrency: cfg.Stats.Concurrency, Queues: map[string]int{tasks.QueueBackup: 3, tasks.QueueStats: 2, tasks.QueueLow: 1}},
+			{Concurrency: cfg.LLMWorker.Concurrency, Queues: map[string]int{tasks.QueueLLM: 1}},
+		} {
+			wc.ShutdownTimeout, wc.TaskCheckInterval = cfg.Automation.ShutdownTimeout, cfg.Automation.TaskCheckInterval
+			srvs = append(srvs, asynq.NewServer(opt, fleet.WorkerServerConfig(wc, log)))
+		}
+		return func() error {
+				for _, s := range srvs {
+					if err := s.Start(mux); err != nil {
+						return err
+					}
+				}
+				return nil
+			}, func() error {
+				for _, s := range srvs {
+					s.Shutdown()
+				}
+				return nil
+			}, nil
+	}
+	cfg, err := oursConfig(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Log.SlogLevel()}))
+	w, err := fleet.BenchAutomationWorker(cfg, opt, log, mux)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	return func() error {
+			go func() { errc <- w.Run(ctx) }()
+			return nil
+		}, func() error {
+			cancel()
+			return <-errc
+		}, nil
+}
+
+// oursConfig is the configuration worker-automation would load from this
+// environment (CEPJOBS_* variables pass through; defaults otherwise), with
+// the benchmark's concurrency and any lane or interval override.
+func oursConfig(o consumerOpts) (config.Config, error) {
+	env := cepjobsEnv()
+	if o.conc > 0 {
+		env = append(env, "CEPJOBS_AUTOMATION_CONCURRENCY="+strconv.Itoa(o.conc))
+	}
+	if o.lanes > 0 {
+		env = append(env, "CEPJOBS_FETCH_LANES="+strconv.Itoa(o.lanes))
+	}
+	if o.tci > 0 {
+		env = append(env, "CEPJOBS_FETCH_POLL_INTERVAL="+o.tci.String())
+	}
+	return config.Load(env)
+}
+
+func cepjobsEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "CEPJOBS_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // -------------------------------------------------------------- orchestrator
 
 type cfg struct {
 	n, rounds, conc, rate, secs int
-	tci                         time.Duration
-	tuned                       time.Duration
-	out, profOut                string
+	latTCIs                     []time.Duration
 	experiments                 bool
+	out, profOut, idleProfOut   string
 	root, bin, logs             string
+	// The defaults "ours" runs with, as worker-automation loads them.
+	lanes   int
+	tci     time.Duration
+	restTCI time.Duration // CEPJOBS_TASK_CHECK_INTERVAL, the other workers'
+}
+
+// variant is one consumer configuration.
+type variant struct {
+	kind  string        // ours | bare | bullmq
+	lanes int           // ours: CEPJOBS_FETCH_LANES override (0: default)
+	tci   time.Duration // ours: CEPJOBS_FETCH_POLL_INTERVAL override (0: default)
+	gogc  string        // ours: GOGC for the child
+}
+
+func (v variant) key() string {
+	k := v.kind
+	if v.lanes > 0 {
+		k += fmt.Sprintf("-lanes%d", v.lanes)
+	}
+	if v.tci > 0 {
+		k += "-tci" + v.tci.String()
+	}
+	if v.gogc != "" {
+		k += "-gogc" + v.gogc
+	}
+	return k
+}
+
+func (v variant) label(c cfg) string {
+	switch v.kind {
+	case "bare":
+		return "bare asynq (asynq.Config defaults)"
+	case "bullmq":
+		return "BullMQ " + bullmqVersion(c)
+	}
+	if v == (variant{kind: "ours"}) {
+		return fmt.Sprintf("**ours** (worker-automation defaults: %d lanes, poll interval %v)", c.lanes, c.tci)
+	}
+	var parts []string
+	if v.lanes > 0 {
+		parts = append(parts, fmt.Sprintf("%d lane(s)", v.lanes))
+	}
+	if v.tci > 0 {
+		parts = append(parts, fmt.Sprintf("poll interval %v", v.tci))
+	}
+	if v.gogc != "" {
+		parts = append(parts, "GOGC="+v.gogc)
+	}
+	return "ours, " + strings.Join(parts, ", ")
 }
 
 type redisSrv struct {
@@ -206,12 +305,11 @@ type redisSrv struct {
 }
 
 type sample struct {
-	wall              time.Duration
-	cpu, redisCPU     float64 // seconds
-	cmds              int64
-	cmdBreakdown      map[string]int64
-	lat               []int64
-	consumer, backend string
+	wall          time.Duration
+	cpu, redisCPU float64 // seconds
+	cmds          int64
+	cmdBreakdown  map[string]int64
+	lat           []int64
 }
 
 func orchestrate() error {
@@ -221,20 +319,29 @@ func orchestrate() error {
 	flag.IntVar(&c.conc, "conc", 50, "consumer concurrency")
 	flag.IntVar(&c.rate, "rate", 1000, "latency test: tasks per second")
 	flag.IntVar(&c.secs, "secs", 10, "latency test: seconds")
-	tciDef := 100 * time.Millisecond
-	if v := os.Getenv("CEPJOBS_TASK_CHECK_INTERVAL"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return fmt.Errorf("CEPJOBS_TASK_CHECK_INTERVAL: %w", err)
-		}
-		tciDef = d
-	}
-	flag.DurationVar(&c.tci, "tci", tciDef, "our TaskCheckInterval (CEPJOBS_TASK_CHECK_INTERVAL)")
-	flag.DurationVar(&c.tuned, "tuned-tci", 5*time.Millisecond, "TaskCheckInterval of the tuned variant of ours (0: skip)")
-	flag.BoolVar(&c.experiments, "experiments", true, "also run the knob experiments (Redis pool 64, two servers)")
+	latTCIs := flag.String("lat-tcis", "1ms,5ms,100ms", "other CEPJOBS_FETCH_POLL_INTERVALs to run the latency and idle tests of ours at")
+	skipTP := flag.Bool("skip-throughput", false, "only the latency and idle tests (exploring; the results file keeps no throughput table)")
+	flag.BoolVar(&c.experiments, "experiments", true, "also run the throughput experiments (1 and 4 lanes, GOGC=400)")
 	flag.StringVar(&c.out, "out", "bench/RESULTS.md", "results file")
-	flag.StringVar(&c.profOut, "profile-out", "bench/queue/profile-ours.txt", "pprof top of our worker")
+	flag.StringVar(&c.profOut, "profile-out", "bench/queue/profile-ours.txt", "pprof top of our worker under load")
+	flag.StringVar(&c.idleProfOut, "idle-profile-out", "bench/queue/profile-ours-idle.txt", "pprof top of our worker idle")
 	flag.Parse()
+	for _, s := range strings.Split(*latTCIs, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("-lat-tcis: %w", err)
+		}
+		c.latTCIs = append(c.latTCIs, d)
+	}
+	def, err := oursConfig(consumerOpts{})
+	if err != nil {
+		return err
+	}
+	c.lanes, c.tci = def.Fetch.Lanes, def.Fetch.PollInterval
+	c.restTCI = def.Automation.TaskCheckInterval
 
 	wd, _ := os.Getwd()
 	c.root = wd
@@ -278,39 +385,41 @@ func orchestrate() error {
 		servers = append(servers, s)
 	}
 
-	consumers := []string{"ours", "bare", "bullmq"}
-	if c.tuned > 0 {
-		consumers = append(consumers, "ours-tuned")
-	}
+	ours := variant{kind: "ours"}
+	consumers := []variant{ours, {kind: "bare"}, {kind: "bullmq"}}
 	if c.experiments {
-		consumers = append(consumers, "ours-pool64", "ours-2srv")
+		for _, l := range []int{1, 4} {
+			if l != c.lanes {
+				consumers = append(consumers, variant{kind: "ours", lanes: l})
+			}
+		}
+		consumers = append(consumers, variant{kind: "ours", gogc: "400"})
 	}
-	results := map[string]map[string][]sample{} // backend -> consumer -> rounds
+	results := map[string]map[string][]sample{} // backend -> variant key -> rounds
 	profiled := false
 	for _, s := range servers {
 		results[s.name] = map[string][]sample{}
+		if *skipTP {
+			continue
+		}
 		for r := 0; r < c.rounds; r++ {
 			for i := range consumers {
-				k := consumers[(i+r)%len(consumers)] // rotate the order each round
+				v := consumers[(i+r)%len(consumers)] // rotate the order each round
 				prof := ""
-				if k == "ours" && s.name == "none" && !profiled {
+				if v == ours && s.name == "none" && !profiled {
 					prof = filepath.Join(tmp, "ours.pprof")
 					profiled = true
 				}
-				smp, err := throughputRound(c, s, k, prof)
+				smp, err := throughputRound(c, s, v, prof)
 				if err != nil {
-					return fmt.Errorf("%s/%s round %d: %w", s.name, k, r+1, err)
+					return fmt.Errorf("%s/%s round %d: %w", s.name, v.key(), r+1, err)
 				}
-				results[s.name][k] = append(results[s.name][k], smp)
-				step(fmt.Sprintf("redis=%s round %d %-10s %6.0f tasks/s  wall %v  %.2f cmds/task  %.1f µs CPU/task",
-					s.name, r+1, k, float64(c.n)/smp.wall.Seconds(), smp.wall.Round(time.Millisecond),
-					float64(smp.cmds)/float64(c.n), smp.cpu/float64(c.n)*1e6))
+				results[s.name][v.key()] = append(results[s.name][v.key()], smp)
+				step(fmt.Sprintf("redis=%s round %d %-16s %6.0f tasks/s  %.2f cmds/task  %.1f µs consumer + %.1f µs redis CPU/task",
+					s.name, r+1, v.key(), float64(c.n)/smp.wall.Seconds(),
+					float64(smp.cmds)/float64(c.n), smp.cpu/float64(c.n)*1e6, smp.redisCPU/float64(c.n)*1e6))
 				if prof != "" {
-					top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=30", c.bin, prof).CombinedOutput()
-					if err != nil {
-						return fmt.Errorf("pprof: %v\n%s", err, top)
-					}
-					if err := os.WriteFile(c.profOut, top, 0o644); err != nil {
+					if err := pprofTop(c, prof, c.profOut); err != nil {
 						return err
 					}
 				}
@@ -318,36 +427,69 @@ func orchestrate() error {
 		}
 	}
 
-	// Latency: same run, AOF server, steady rate.
-	lat := map[string]sample{}
-	latOrder := []string{"ours", "bullmq"}
-	if c.tuned > 0 {
-		latOrder = append(latOrder, "ours-tuned")
-	}
-	latSrv := servers[1]
-	for _, k := range latOrder {
-		smp, err := latencyRun(c, latSrv, k)
-		if err != nil {
-			return fmt.Errorf("latency %s: %w", k, err)
+	// Latency: each Redis, steady rate; ours at its default and at the
+	// other intervals, BullMQ in the same run.
+	latOrder := []variant{ours, {kind: "bullmq"}}
+	for _, d := range c.latTCIs {
+		if d != c.tci {
+			latOrder = append(latOrder, variant{kind: "ours", tci: d})
 		}
-		lat[k] = smp
-		slices.Sort(smp.lat)
-		step(fmt.Sprintf("latency %-10s p50 %s p90 %s p99 %s (n=%d)", k, ms(pct(smp.lat, 50)), ms(pct(smp.lat, 90)), ms(pct(smp.lat, 99)), len(smp.lat)))
 	}
-	// Idle cost of each fetch strategy: empty queues for idleFor.
+	lat := map[string]map[string]sample{}
+	for _, s := range servers {
+		lat[s.name] = map[string]sample{}
+		for _, v := range latOrder {
+			smp, err := latencyRun(c, s, v)
+			if err != nil {
+				return fmt.Errorf("latency %s/%s: %w", s.name, v.key(), err)
+			}
+			slices.Sort(smp.lat)
+			lat[s.name][v.key()] = smp
+			step(fmt.Sprintf("latency redis=%s %-16s p50 %s p90 %s p99 %s (n=%d)", s.name, v.key(), ms(pct(smp.lat, 50)), ms(pct(smp.lat, 90)), ms(pct(smp.lat, 99)), len(smp.lat)))
+		}
+	}
+	// Idle cost: empty queues, AOF Redis.
+	idleSrv := servers[1]
 	idle := map[string]sample{}
-	for _, k := range latOrder {
-		smp, err := idleRun(c, latSrv, k)
-		if err != nil {
-			return fmt.Errorf("idle %s: %w", k, err)
+	for _, v := range latOrder {
+		prof := ""
+		if v == ours {
+			prof = filepath.Join(tmp, "ours-idle.pprof")
 		}
-		idle[k] = smp
-		step(fmt.Sprintf("idle %-10s %.1f Redis cmds/s, %.2f%% of a CPU", k, float64(smp.cmds)/smp.wall.Seconds(), smp.cpu/smp.wall.Seconds()*100))
+		smp, err := idleRun(c, idleSrv, []variant{v}, prof)
+		if err != nil {
+			return fmt.Errorf("idle %s: %w", v.key(), err)
+		}
+		idle[v.key()] = smp
+		step(fmt.Sprintf("idle %-16s %.0f Redis cmds/s, consumer %.2f%%, redis-server %.2f%% of a core", v.key(),
+			float64(smp.cmds)/smp.wall.Seconds(), smp.cpu/smp.wall.Seconds()*100, smp.redisCPU/smp.wall.Seconds()*100))
+		if prof != "" {
+			if err := pprofTop(c, prof, c.idleProfOut); err != nil {
+				return err
+			}
+		}
 	}
-	return writeResults(c, servers, consumers, results, latOrder, lat, idle)
+	fleetIdle, err := idleRun(c, idleSrv, []variant{ours, {kind: "rest"}}, "")
+	if err != nil {
+		return fmt.Errorf("idle fleet: %w", err)
+	}
+	step(fmt.Sprintf("idle fleet: %.0f Redis cmds/s, workers %.2f%%, redis-server %.2f%% of a core",
+		float64(fleetIdle.cmds)/fleetIdle.wall.Seconds(), fleetIdle.cpu/fleetIdle.wall.Seconds()*100, fleetIdle.redisCPU/fleetIdle.wall.Seconds()*100))
+	if *skipTP {
+		consumers = nil
+	}
+	return writeResults(c, servers, consumers, results, latOrder, lat, idle, fleetIdle)
 }
 
 func step(s string) { fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), s) }
+
+func pprofTop(c cfg, prof, out string) error {
+	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=40", c.bin, prof).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pprof: %v\n%s", err, top)
+	}
+	return os.WriteFile(out, top, 0o644)
+}
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -426,37 +568,45 @@ func produceAsynq(port, n int, queue string) error {
 	}
 }
 
-func consumerCmd(c cfg, s *redisSrv, kind string, n int, latency bool, prof string) *exec.Cmd {
-	switch kind {
-	case "bullmq":
+type childMode int
+
+const (
+	modeThroughput childMode = iota
+	modeLatency
+	modeIdle
+)
+
+func consumerCmd(c cfg, s *redisSrv, v variant, n int, mode childMode, prof string) *exec.Cmd {
+	if v.kind == "bullmq" {
 		args := []string{"bullmq-driver.js", "consume", strconv.Itoa(s.port), "bench", strconv.Itoa(n), strconv.Itoa(c.conc)}
-		if latency {
+		if mode == modeLatency {
 			args = append(args, "latency")
 		}
 		cmd := exec.Command("node", args...)
 		cmd.Dir = filepath.Join(c.root, "bench/peers")
 		return cmd
 	}
-	k, tci := kind, c.tci
-	var extra []string
-	switch kind {
-	case "ours-tuned":
-		k, tci = "ours", c.tuned
-	case "ours-pool64":
-		k, extra = "ours", []string{"-poolsize", "64"}
-	case "ours-2srv":
-		k, extra = "ours", []string{"-servers", "2"}
+	args := []string{"consume-asynq", "-kind", v.kind, "-port", strconv.Itoa(s.port), "-n", strconv.Itoa(n), "-conc", strconv.Itoa(c.conc)}
+	if v.lanes > 0 {
+		args = append(args, "-lanes", strconv.Itoa(v.lanes))
 	}
-	args := []string{"consume-asynq", "-kind", k, "-port", strconv.Itoa(s.port), "-n", strconv.Itoa(n),
-		"-conc", strconv.Itoa(c.conc), "-tci", tci.String()}
-	args = append(args, extra...)
-	if latency {
+	if v.tci > 0 {
+		args = append(args, "-tci", v.tci.String())
+	}
+	switch mode {
+	case modeLatency:
 		args = append(args, "-latency")
+	case modeIdle:
+		args = append(args, "-idle")
 	}
 	if prof != "" {
 		args = append(args, "-cpuprofile", prof)
 	}
-	return exec.Command(c.bin, args...)
+	cmd := exec.Command(c.bin, args...)
+	if v.gogc != "" {
+		cmd.Env = append(os.Environ(), "GOGC="+v.gogc)
+	}
+	return cmd
 }
 
 // child is a running consumer speaking the ready/go/done protocol.
@@ -582,21 +732,21 @@ func commandStats(rdb *redis.Client) (int64, map[string]int64, error) {
 
 func flush(s *redisSrv) error { return s.rdb.FlushAll(context.Background()).Err() }
 
-func throughputRound(c cfg, s *redisSrv, kind, prof string) (sample, error) {
+func throughputRound(c cfg, s *redisSrv, v variant, prof string) (sample, error) {
 	ctx := context.Background()
 	if err := flush(s); err != nil {
 		return sample{}, err
 	}
-	if kind == "bullmq" {
+	if v.kind == "bullmq" {
 		p := exec.Command("node", "bullmq-driver.js", "produce", strconv.Itoa(s.port), "bench", strconv.Itoa(c.n))
 		p.Dir = filepath.Join(c.root, "bench/peers")
 		if out, err := p.CombinedOutput(); err != nil {
 			return sample{}, fmt.Errorf("bullmq produce: %v: %s", err, out)
 		}
-	} else if err := produceAsynq(s.port, c.n, queueFor(kind)); err != nil {
+	} else if err := produceAsynq(s.port, c.n, queueFor(v.kind)); err != nil {
 		return sample{}, fmt.Errorf("enqueue: %w", err)
 	}
-	ch, err := startChild(c, consumerCmd(c, s, kind, c.n, false, prof), fmt.Sprintf("%s-%s.log", s.name, kind))
+	ch, err := startChild(c, consumerCmd(c, s, v, c.n, modeThroughput, prof), fmt.Sprintf("%s-%s.log", s.name, v.key()))
 	if err != nil {
 		return sample{}, err
 	}
@@ -621,15 +771,15 @@ func throughputRound(c cfg, s *redisSrv, kind, prof string) (sample, error) {
 	if err := ch.finish(); err != nil {
 		return sample{}, fmt.Errorf("consumer exit: %w", err)
 	}
-	return sample{wall: wall, cpu: cpu1 - cpu0, redisCPU: rcpu1 - rcpu0, cmds: cmds, cmdBreakdown: bd, consumer: kind, backend: s.name}, nil
+	return sample{wall: wall, cpu: cpu1 - cpu0, redisCPU: rcpu1 - rcpu0, cmds: cmds, cmdBreakdown: bd}, nil
 }
 
-func latencyRun(c cfg, s *redisSrv, kind string) (sample, error) {
+func latencyRun(c cfg, s *redisSrv, v variant) (sample, error) {
 	if err := flush(s); err != nil {
 		return sample{}, err
 	}
 	total := c.rate * c.secs
-	ch, err := startChild(c, consumerCmd(c, s, kind, total, true, ""), fmt.Sprintf("lat-%s.log", kind))
+	ch, err := startChild(c, consumerCmd(c, s, v, total, modeLatency, ""), fmt.Sprintf("lat-%s-%s.log", s.name, v.key()))
 	if err != nil {
 		return sample{}, err
 	}
@@ -637,15 +787,17 @@ func latencyRun(c cfg, s *redisSrv, kind string) (sample, error) {
 		return sample{}, err
 	}
 	time.Sleep(500 * time.Millisecond) // consumer up and idle before the first task
+	pid, rpid := ch.cmd.Process.Pid, s.cmd.Process.Pid
+	cpu0, rcpu0 := procCPU(pid), procCPU(rpid)
 	var perr error
-	if kind == "bullmq" {
+	if v.kind == "bullmq" {
 		p := exec.Command("node", "bullmq-driver.js", "pace", strconv.Itoa(s.port), "bench", strconv.Itoa(c.rate), strconv.Itoa(c.secs))
 		p.Dir = filepath.Join(c.root, "bench/peers")
 		if out, err := p.CombinedOutput(); err != nil {
 			perr = fmt.Errorf("bullmq pace: %v: %s", err, out)
 		}
 	} else {
-		perr = paceAsynq(s.port, c.rate, total, queueFor(kind))
+		perr = paceAsynq(s.port, c.rate, total, queueFor(v.kind))
 	}
 	if perr != nil {
 		_ = ch.cmd.Process.Kill()
@@ -655,10 +807,11 @@ func latencyRun(c cfg, s *redisSrv, kind string) (sample, error) {
 	if err != nil {
 		return sample{}, err
 	}
+	cpu1, rcpu1 := procCPU(pid), procCPU(rpid)
 	if err := ch.finish(); err != nil {
 		return sample{}, err
 	}
-	return sample{lat: lats, consumer: kind, backend: s.name}, nil
+	return sample{lat: lats, cpu: cpu1 - cpu0, redisCPU: rcpu1 - rcpu0}, nil
 }
 
 // paceAsynq enqueues total tasks at rate/s, each carrying its enqueue time.
@@ -677,6 +830,59 @@ func paceAsynq(port, rate, total int, queue string) error {
 		}
 	}
 	return nil
+}
+
+const idleFor = 10 * time.Second
+
+// idleRun measures consumers on empty queues for idleFor: Redis commands,
+// their CPU (summed) and redis-server's.
+func idleRun(c cfg, s *redisSrv, vs []variant, prof string) (sample, error) {
+	ctx := context.Background()
+	if err := flush(s); err != nil {
+		return sample{}, err
+	}
+	var chs []*child
+	defer func() {
+		// "stop" has them write their profiles; BullMQ's driver only
+		// ends when killed.
+		for _, ch := range chs {
+			_, _ = io.WriteString(ch.stdin, "stop\n")
+		}
+		time.Sleep(500 * time.Millisecond)
+		for _, ch := range chs {
+			_ = ch.cmd.Process.Kill()
+			_ = ch.cmd.Wait()
+		}
+	}()
+	for _, v := range vs {
+		ch, err := startChild(c, consumerCmd(c, s, v, 1<<30, modeIdle, prof), fmt.Sprintf("idle-%s.log", v.key()))
+		if err != nil {
+			return sample{}, err
+		}
+		chs = append(chs, ch)
+		if _, err := io.WriteString(ch.stdin, "go\n"); err != nil {
+			return sample{}, err
+		}
+	}
+	time.Sleep(2 * time.Second) // past start-up
+	if err := s.rdb.ConfigResetStat(ctx).Err(); err != nil {
+		return sample{}, err
+	}
+	cpu := func() (sum float64) {
+		for _, ch := range chs {
+			sum += procCPU(ch.cmd.Process.Pid)
+		}
+		return sum
+	}
+	rpid := s.cmd.Process.Pid
+	cpu0, rcpu0, t0 := cpu(), procCPU(rpid), time.Now()
+	time.Sleep(idleFor)
+	cpu1, rcpu1, wall := cpu(), procCPU(rpid), time.Since(t0)
+	cmds, bd, err := commandStats(s.rdb)
+	if err != nil {
+		return sample{}, err
+	}
+	return sample{wall: wall, cpu: cpu1 - cpu0, redisCPU: rcpu1 - rcpu0, cmds: cmds, cmdBreakdown: bd}, nil
 }
 
 // ------------------------------------------------------------------ report
@@ -700,22 +906,6 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func label(k string, c cfg) string {
-	switch k {
-	case "ours":
-		return fmt.Sprintf("ours (fleet.WorkerServerConfig, TaskCheckInterval %v)", c.tci)
-	case "ours-tuned":
-		return fmt.Sprintf("ours, TaskCheckInterval %v", c.tuned)
-	case "bare":
-		return "bare asynq (defaults)"
-	case "ours-pool64":
-		return "ours, Redis PoolSize 64 (experiment)"
-	case "ours-2srv":
-		return "ours, 2 asynq.Servers × 25 in one process (experiment)"
-	}
-	return "BullMQ " + bullmqVersion(c)
-}
-
 func bullmqVersion(c cfg) string {
 	b, err := os.ReadFile(filepath.Join(c.root, "bench/peers/node_modules/bullmq/package.json"))
 	if err != nil {
@@ -726,38 +916,33 @@ func bullmqVersion(c cfg) string {
 	return p.Version
 }
 
-const idleFor = 5 * time.Second
-
-// idleRun measures a consumer on empty queues: Redis commands and CPU.
-func idleRun(c cfg, s *redisSrv, kind string) (sample, error) {
-	ctx := context.Background()
-	if err := flush(s); err != nil {
-		return sample{}, err
+func breakdown(bd map[string]int64, per float64) string {
+	type kv struct {
+		k string
+		v int64
 	}
-	ch, err := startChild(c, consumerCmd(c, s, kind, 1<<30, false, ""), fmt.Sprintf("idle-%s.log", kind))
-	if err != nil {
-		return sample{}, err
+	var kvs []kv
+	for name, v := range bd {
+		kvs = append(kvs, kv{name, v})
 	}
-	defer func() { _ = ch.cmd.Process.Kill(); _ = ch.cmd.Wait() }()
-	if _, err := io.WriteString(ch.stdin, "go\n"); err != nil {
-		return sample{}, err
+	slices.SortFunc(kvs, func(a, b kv) int {
+		if a.v != b.v {
+			return int(b.v - a.v)
+		}
+		return strings.Compare(a.k, b.k)
+	})
+	var parts []string
+	for i, e := range kvs {
+		if i == 7 {
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s %.2f", e.k, float64(e.v)/per))
 	}
-	time.Sleep(time.Second) // past start-up
-	if err := s.rdb.ConfigResetStat(ctx).Err(); err != nil {
-		return sample{}, err
-	}
-	pid := ch.cmd.Process.Pid
-	cpu0, t0 := procCPU(pid), time.Now()
-	time.Sleep(idleFor)
-	cpu1, wall := procCPU(pid), time.Since(t0)
-	cmds, _, err := commandStats(s.rdb)
-	if err != nil {
-		return sample{}, err
-	}
-	return sample{wall: wall, cpu: cpu1 - cpu0, cmds: cmds, consumer: kind, backend: s.name}, nil
+	return strings.Join(parts, ", ")
 }
 
-func writeResults(c cfg, servers []*redisSrv, consumers []string, res map[string]map[string][]sample, latOrder []string, lat map[string]sample, idle map[string]sample) error {
+func writeResults(c cfg, servers []*redisSrv, consumers []variant, res map[string]map[string][]sample,
+	latOrder []variant, lat map[string]map[string]sample, idle map[string]sample, fleetIdle sample) error {
 	var b strings.Builder
 	nodeV, _ := exec.Command("node", "-v").Output()
 	redisV, _ := servers[0].rdb.Info(context.Background(), "server").Result()
@@ -786,83 +971,98 @@ func writeResults(c cfg, servers []*redisSrv, consumers []string, res map[string
 	}
 	goV, _ := exec.Command("go", "env", "GOVERSION").Output()
 	nproc, _ := exec.Command("nproc").Output()
+	var tcis []string
+	for _, d := range c.latTCIs {
+		tcis = append(tcis, d.String())
+	}
 	fmt.Fprintf(&b, "# Queue benchmarks (issue 8, items 1 and 2)\n\n")
-	fmt.Fprintf(&b, "Generated by `make bench` (= `go run ./bench/queue -n %d -rounds %d -conc %d -rate %d -secs %d -tci %v -tuned-tci %v`) on %s.\n\n",
-		c.n, c.rounds, c.conc, c.rate, c.secs, c.tci, c.tuned, time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "Machine: %s CPUs (%s), %s RAM; Redis %s; %s; node %s, bullmq %s, asynq v0.26.0. Harness, consumers and redis-server share the machine.\n\n",
+	fmt.Fprintf(&b, "Generated by `make bench` (= `go run ./bench/queue -n %d -rounds %d -conc %d -rate %d -secs %d -lat-tcis %s -experiments=%v`) on %s.\n\n",
+		c.n, c.rounds, c.conc, c.rate, c.secs, strings.Join(tcis, ","), c.experiments, time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "Machine: %s CPUs (%s), %s RAM; Redis %s; %s; node %s, bullmq %s, asynq v0.26.0. Harness, consumers and redis-servers share the machine.\n\n",
 		strings.TrimSpace(string(nproc)), strings.TrimSpace(cpuModel), memKB, rv, strings.TrimSpace(string(goV)), strings.TrimSpace(string(nodeV)), bullmqVersion(c))
+	fmt.Fprintf(&b, "**ours** is worker-automation as it starts with no CEPJOBS_* variable set but `CEPJOBS_AUTOMATION_CONCURRENCY=%d`: "+
+		"`fleet.BenchAutomationWorker` builds it with the code `NewAutomationWorker` uses (`CEPJOBS_FETCH_LANES`=%d asynq servers sharing one Redis client, "+
+		"queues `critical` 6 / `default` 3, `CEPJOBS_FETCH_POLL_INTERVAL`=%v, our retry/failure/error handler config, the task middleware with its Prometheus metrics, JSON slog at info), "+
+		"with a no-op handler registered by the harness; tasks go to `critical`.\n\n", c.conc, c.lanes, c.tci)
+
 	b.WriteString("## Throughput: " + strconv.Itoa(c.n) + " pre-enqueued no-op tasks, concurrency " + strconv.Itoa(c.conc) + "\n\n")
 	b.WriteString("Each consumer is its own process, started after the tasks are enqueued; wall = `go` to the N-th handler call. " +
-		"Redis commands = `INFO commandstats` delta (reset after enqueueing) / N; CPU = `/proc/<pid>/stat` utime+stime delta / N " +
+		"Redis commands = `INFO commandstats` delta (reset after enqueueing) / N, commands run inside Lua scripts included; CPU = `/proc/<pid>/stat` utime+stime delta / N " +
 		"for the consumer and for redis-server. Median (min–max) over the rounds; consumer order rotates each round. " +
-		"asynq consumers run a private redis-server on a free port, DB 0 flushed every round; BullMQ jobs use `removeOnComplete: true` (asynq deletes completed tasks too).\n\n")
+		"DB 0 of a private redis-server, flushed every round; BullMQ jobs use `removeOnComplete: true` (asynq deletes completed tasks too). " +
+		"*redis-server busy* = its CPU ÷ wall; *Redis-bound ceiling* = 1 s ÷ redis-server CPU per task, the rate at which redis-server (one thread) would be 100 % busy; " +
+		"*2-core ceiling* = 2 s ÷ (consumer + redis-server CPU per task).\n\n")
 	for _, s := range servers {
 		persist := "no persistence (`--save \"\" --appendonly no`)"
 		if s.name == "aof" {
 			persist = "AOF (`--appendonly yes --appendfsync everysec`)"
 		}
 		fmt.Fprintf(&b, "### Redis with %s\n\n", persist)
-		b.WriteString("| consumer | tasks/s median (min–max) | wall median | vs BullMQ | vs bare asynq | Redis cmds/task | consumer CPU µs/task | redis-server CPU µs/task |\n|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| consumer | tasks/s median (min–max) | vs BullMQ | vs bare asynq | Redis cmds/task | consumer CPU µs/task | redis-server CPU µs/task | redis-server busy | Redis-bound ceiling | 2-core ceiling |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		medTP := map[string]float64{}
-		for _, k := range consumers {
+		for _, v := range consumers {
 			var tp []float64
-			for _, smp := range res[s.name][k] {
+			for _, smp := range res[s.name][v.key()] {
 				tp = append(tp, float64(c.n)/smp.wall.Seconds())
 			}
-			medTP[k] = median(tp)
+			medTP[v.key()] = median(tp)
 		}
-		for _, k := range consumers {
-			var tp, wall, cmds, cpu, rcpu []float64
-			for _, smp := range res[s.name][k] {
+		for _, v := range consumers {
+			var tp, cmds, cpu, rcpu, busy []float64
+			for _, smp := range res[s.name][v.key()] {
 				tp = append(tp, float64(c.n)/smp.wall.Seconds())
-				wall = append(wall, smp.wall.Seconds())
 				cmds = append(cmds, float64(smp.cmds)/float64(c.n))
 				cpu = append(cpu, smp.cpu/float64(c.n)*1e6)
 				rcpu = append(rcpu, smp.redisCPU/float64(c.n)*1e6)
+				busy = append(busy, smp.redisCPU/smp.wall.Seconds()*100)
 			}
-			fmt.Fprintf(&b, "| %s | %.0f (%.0f–%.0f) | %.2f s | %.2f× | %.2f× | %.2f | %.0f | %.0f |\n",
-				label(k, c), median(tp), slices.Min(tp), slices.Max(tp), median(wall), median(tp)/medTP["bullmq"], median(tp)/medTP["bare"],
-				median(cmds), median(cpu), median(rcpu))
+			fmt.Fprintf(&b, "| %s | %.0f (%.0f–%.0f) | %.2f× | %.2f× | %.2f | %.0f | %.0f | %.0f %% | %.0f/s | %.0f/s |\n",
+				v.label(c), median(tp), slices.Min(tp), slices.Max(tp), median(tp)/medTP["bullmq"], median(tp)/medTP["bare"],
+				median(cmds), median(cpu), median(rcpu), median(busy), 1e6/median(rcpu), 2e6/(median(cpu)+median(rcpu)))
 		}
-		b.WriteString("\nRedis commands per task by command (median round):\n\n")
-		for _, k := range consumers {
-			sm := res[s.name][k]
-			bd := sm[len(sm)/2].cmdBreakdown
-			type kv struct {
-				k string
-				v int64
-			}
-			var kvs []kv
-			for name, v := range bd {
-				kvs = append(kvs, kv{name, v})
-			}
-			slices.SortFunc(kvs, func(a, b kv) int { return int(b.v - a.v) })
-			var parts []string
-			for i, e := range kvs {
-				if i == 6 {
-					break
-				}
-				parts = append(parts, fmt.Sprintf("%s %.2f", e.k, float64(e.v)/float64(c.n)))
-			}
-			fmt.Fprintf(&b, "- %s: %s\n", k, strings.Join(parts, ", "))
+		b.WriteString("\nRedis commands per task by command (median round by throughput):\n\n")
+		for _, v := range consumers {
+			sm := slices.Clone(res[s.name][v.key()])
+			slices.SortFunc(sm, func(a, b sample) int { return int(a.wall - b.wall) })
+			fmt.Fprintf(&b, "- %s: %s\n", v.key(), breakdown(sm[len(sm)/2].cmdBreakdown, float64(c.n)))
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "## Enqueue-to-start latency: %d tasks/s for %d s, concurrency %d, Redis with AOF\n\n", c.rate, c.secs, c.conc)
-	b.WriteString("Start time (handler entry) − enqueue timestamp carried in the payload, same machine clock; " +
-		"asynq produced by one Go client enqueuing on schedule, BullMQ by `Queue.add` from node on schedule. Run one after the other in the same harness run.\n\n")
-	b.WriteString("| consumer | n | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n")
-	for _, k := range latOrder {
-		l := lat[k].lat
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", label(k, c), len(l), ms(pct(l, 50)), ms(pct(l, 90)), ms(pct(l, 99)), ms(l[len(l)-1]))
+
+	fmt.Fprintf(&b, "## Enqueue-to-start latency: %d tasks/s for %d s, concurrency %d\n\n", c.rate, c.secs, c.conc)
+	b.WriteString("Start time (handler entry) − enqueue time carried in the payload (taken just before the enqueue call), same machine clock; " +
+		"asynq tasks produced by one Go client enqueuing on schedule, BullMQ's by `Queue.add` from node on schedule. " +
+		"Each row is one run, one after the other in the same harness run; CPU over the run, ÷ tasks.\n\n")
+	for _, s := range servers {
+		persist := "no persistence"
+		if s.name == "aof" {
+			persist = "AOF everysec"
+		}
+		fmt.Fprintf(&b, "### Redis with %s\n\n", persist)
+		b.WriteString("| consumer | n | p50 | p90 | p99 | max | p99 ÷ BullMQ p99 | consumer CPU µs/task | redis-server CPU µs/task |\n|---|---|---|---|---|---|---|---|---|\n")
+		bull := pct(lat[s.name]["bullmq"].lat, 99)
+		for _, v := range latOrder {
+			smp := lat[s.name][v.key()]
+			l := smp.lat
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.2f | %.0f | %.0f |\n", v.label(c), len(l), ms(pct(l, 50)), ms(pct(l, 90)), ms(pct(l, 99)), ms(l[len(l)-1]),
+				float64(pct(l, 99))/float64(bull), smp.cpu/float64(len(l))*1e6, smp.redisCPU/float64(len(l))*1e6)
+		}
+		b.WriteString("\n")
 	}
-	b.WriteString("\n")
-	fmt.Fprintf(&b, "### Idle cost (empty queues, %v, same Redis)\n\n| consumer | Redis commands/s | CPU (%% of one core) |\n|---|---|---|\n", idleFor)
-	for _, k := range latOrder {
-		smp := idle[k]
-		fmt.Fprintf(&b, "| %s | %.0f | %.2f%% |\n", label(k, c), float64(smp.cmds)/smp.wall.Seconds(), smp.cpu/smp.wall.Seconds()*100)
+
+	fmt.Fprintf(&b, "## Idle cost: empty queues, %v, AOF Redis\n\n", idleFor)
+	b.WriteString("| consumer | Redis commands/s | consumer CPU (% of one core) | redis-server CPU (% of one core) | commands/s by command |\n|---|---|---|---|---|\n")
+	for _, v := range latOrder {
+		smp := idle[v.key()]
+		fmt.Fprintf(&b, "| %s | %.0f | %.2f %% | %.2f %% | %s |\n", v.label(c), float64(smp.cmds)/smp.wall.Seconds(),
+			smp.cpu/smp.wall.Seconds()*100, smp.redisCPU/smp.wall.Seconds()*100, breakdown(smp.cmdBreakdown, smp.wall.Seconds()))
 	}
-	b.WriteString("\n")
+	fmt.Fprintf(&b, "\n**Idle fleet** (one replica of each worker at the defaults: worker-automation as above, plus the asynq servers of worker-stats — "+
+		"`backup`/`stats`/`low` — and worker-llm — `llm` — built with `fleet.WorkerServerConfig` as their constructors do, one lane each, `CEPJOBS_TASK_CHECK_INTERVAL` %v): "+
+		"%.0f Redis commands/s, redis-server %.2f %% of a core, the worker processes %.2f %% of a core together (%s).\n\n",
+		c.restTCI, float64(fleetIdle.cmds)/fleetIdle.wall.Seconds(), fleetIdle.redisCPU/fleetIdle.wall.Seconds()*100, fleetIdle.cpu/fleetIdle.wall.Seconds()*100,
+		breakdown(fleetIdle.cmdBreakdown, fleetIdle.wall.Seconds()))
+
 	// Hand-written notes after the marker survive regeneration.
 	const marker = "<!-- notes: kept when the harness rewrites this file -->"
 	if old, err := os.ReadFile(c.out); err == nil {

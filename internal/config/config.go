@@ -97,21 +97,32 @@ func (c OutboxConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// FetchConfig tunes how worker-automation takes tasks off Redis.
+// FetchConfig tunes how worker-automation, the worker leads wait on, takes
+// tasks off Redis (bench/RESULTS.md has the measurements behind the
+// defaults). The other workers poll every CEPJOBS_TASK_CHECK_INTERVAL.
 type FetchConfig struct {
 	// Lanes is the number of asynq servers worker-automation runs, its
 	// concurrency split between them. asynq's processor fetches one task
-	// per Redis round trip in a single loop; each lane adds a loop (see
-	// bench/RESULTS.md). Each lane also polls empty queues on its own.
+	// per Redis round trip in a single loop; each lane adds a loop. Each
+	// lane also polls empty queues on its own.
 	Lanes int `env:"CEPJOBS_FETCH_LANES" default:"2"`
+	// PollInterval is how long a lane that found its queues empty waits
+	// before it looks again (asynq's TaskCheckInterval; asynq randomises
+	// each wait to 0.5–1.5× it). It bounds how long a task enqueued into
+	// an idle worker waits, and sets the worker's idle Redis load.
+	PollInterval time.Duration `env:"CEPJOBS_FETCH_POLL_INTERVAL" default:"2ms"`
 }
 
 // Validate reports what is wrong with c.
 func (c FetchConfig) Validate() error {
+	var errs []error
 	if c.Lanes < 1 || c.Lanes > 16 {
-		return errors.New("CEPJOBS_FETCH_LANES: must be between 1 and 16")
+		errs = append(errs, errors.New("CEPJOBS_FETCH_LANES: must be between 1 and 16"))
 	}
-	return nil
+	if c.PollInterval < time.Millisecond || c.PollInterval > time.Minute {
+		errs = append(errs, errors.New("CEPJOBS_FETCH_POLL_INTERVAL: must be between 1ms and 1m"))
+	}
+	return errors.Join(errs...)
 }
 
 // LogConfig shapes the structured log and the debug endpoint.

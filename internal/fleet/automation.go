@@ -134,7 +134,8 @@ func NewAutomationWorker(ctx context.Context, cfg config.Config, log *slog.Logge
 }
 
 // automationWorkerConfig is worker-automation's asynq side: the critical
-// queue weighted above default, and the fetch settings.
+// queue weighted above default, and its own fetch settings (lanes, poll
+// interval: CEPJOBS_FETCH_*, not CEPJOBS_TASK_CHECK_INTERVAL).
 func automationWorkerConfig(cfg config.Config) WorkerConfig {
 	ac := cfg.Automation
 	return WorkerConfig{
@@ -142,7 +143,7 @@ func automationWorkerConfig(cfg config.Config) WorkerConfig {
 		Queues:            map[string]int{tasks.QueueCritical: 6, tasks.QueueDefault: 3},
 		MetricsAddr:       ac.MetricsAddr,
 		ShutdownTimeout:   ac.ShutdownTimeout,
-		TaskCheckInterval: ac.TaskCheckInterval,
+		TaskCheckInterval: cfg.Fetch.PollInterval,
 		FetchLanes:        cfg.Fetch.Lanes,
 	}
 }

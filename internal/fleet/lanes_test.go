@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cepcomunicacion/cepjobs/internal/config"
 	"github.com/cepcomunicacion/cepjobs/internal/redisconn"
 	"github.com/cepcomunicacion/cepjobs/internal/testenv"
 )
@@ -371,5 +372,33 @@ func BenchmarkTaskMiddleware(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = h.ProcessTask(ctx, task)
+	}
+}
+
+// TestAutomationFetchSettings: worker-automation takes its lanes and poll
+// interval from CEPJOBS_FETCH_*, the other workers' interval stays
+// CEPJOBS_TASK_CHECK_INTERVAL, and bad values are refused by name.
+func TestAutomationFetchSettings(t *testing.T) {
+	cfg, err := config.Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc := automationWorkerConfig(cfg)
+	if wc.FetchLanes != cfg.Fetch.Lanes || wc.TaskCheckInterval != cfg.Fetch.PollInterval || wc.FetchLanes < 1 {
+		t.Errorf("defaults: lanes %d interval %v, config %+v", wc.FetchLanes, wc.TaskCheckInterval, cfg.Fetch)
+	}
+	cfg, err = config.Load([]string{"CEPJOBS_FETCH_LANES=3", "CEPJOBS_FETCH_POLL_INTERVAL=7ms", "CEPJOBS_TASK_CHECK_INTERVAL=250ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc = automationWorkerConfig(cfg)
+	if wc.FetchLanes != 3 || wc.TaskCheckInterval != 7*time.Millisecond || cfg.Automation.TaskCheckInterval != 250*time.Millisecond {
+		t.Errorf("set: lanes %d interval %v, other workers %v", wc.FetchLanes, wc.TaskCheckInterval, cfg.Automation.TaskCheckInterval)
+	}
+	_, err = config.Load([]string{"CEPJOBS_FETCH_LANES=0", "CEPJOBS_FETCH_POLL_INTERVAL=0s"})
+	for _, name := range []string{"CEPJOBS_FETCH_LANES", "CEPJOBS_FETCH_POLL_INTERVAL"} {
+		if err == nil || !strings.Contains(err.Error(), name+":") {
+			t.Errorf("want an error naming %s, got %v", name, err)
+		}
 	}
 }

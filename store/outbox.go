@@ -92,11 +92,13 @@ type DispatchResult struct {
 func (s *Store) RelayOutbox(ctx context.Context, now time.Time, limit int, dispatch func(context.Context, OutboxRow) DispatchResult) (sent, failed int, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		sent, failed = 0, 0
-		// A plain index scan in available_at order stops at limit and marks
-		// the dead entries it meets (rows dispatched since the last vacuum)
-		// so later scans skip them; a bitmap scan would read them all, every
-		// time.
-		if _, err := tx.Exec(ctx, "set local enable_bitmapscan = off"); err != nil {
+		// A plain index scan of the pending index in available_at order
+		// stops at limit and marks the dead entries it meets (rows
+		// dispatched since the last vacuum) so later scans skip them. A
+		// bitmap scan would read them all every time, and a sequential scan
+		// (chosen while the planner has no statistics on available_at)
+		// would read the whole table: every second, on every replica.
+		if _, err := tx.Exec(ctx, "set local enable_bitmapscan = off; set local enable_seqscan = off"); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, `

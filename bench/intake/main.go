@@ -234,7 +234,7 @@ func run() error {
 	tr := &http.Transport{MaxIdleConns: c.conc * 2, MaxIdleConnsPerHost: c.conc * 2, MaxConnsPerHost: 0, IdleConnTimeout: time.Minute}
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	defer tr.CloseIdleConnections()
-	gen := &loadGen{db: db, c: c, url: base + "/v1/leads", token: token, client: client, nonce: time.Now().UnixNano(), tmp: tmp}
+	gen := &loadGen{db: db, c: c, url: base + "/v1/leads", token: token, client: client, nonce: time.Now().UnixNano(), tmp: tmp, dbName: dbName}
 	if c.loadgen != "wrk" && c.loadgen != "go" {
 		return fmt.Errorf("-loadgen: want wrk or go, got %q", c.loadgen)
 	}
@@ -247,7 +247,7 @@ func run() error {
 	if _, err := gen.round(2*time.Second, icmd.Process.Pid, rcmd.Process.Pid); err != nil {
 		return err
 	}
-	if _, err := pgbench(c, dbURL, script, 2); err != nil {
+	if _, err := pgbench(c, dbURL, dbName, script, 2); err != nil {
 		return err
 	}
 
@@ -283,7 +283,7 @@ func run() error {
 					r+1, float64(s.accepted)/s.wall.Seconds(), ms(s.pct(50)), ms(s.pct(90)), ms(s.pct(99)), s.errs,
 					s.intakeCPU/float64(s.total)*1e6, s.pgCPU/float64(s.total)*1e6, s.statuses))
 			} else {
-				s, err := pgbench(c, dbURL, script, c.secs)
+				s, err := pgbench(c, dbURL, dbName, script, c.secs)
 				if err != nil {
 					return err
 				}
@@ -346,6 +346,7 @@ type loadGen struct {
 	nonce  int64
 	seq    atomic.Int64
 	tmp    string
+	dbName string
 	rounds int
 }
 
@@ -388,7 +389,8 @@ func (g *loadGen) round(d time.Duration, intakePID, redisPID int) (intakeSample,
 		stop     atomic.Bool
 	)
 	d0 := g.stats()
-	i0, p0, r0, s0 := procCPU(intakePID), postgresCPU(), procCPU(redisPID), procCPU(os.Getpid())
+	pgs := startPGSampler(g.dbName)
+	i0, r0, s0 := procCPU(intakePID), procCPU(redisPID), procCPU(os.Getpid())
 	t0 := time.Now()
 	for w := 0; w < g.c.conc; w++ {
 		wg.Add(1)
@@ -419,11 +421,12 @@ func (g *loadGen) round(d time.Duration, intakePID, redisPID int) (intakeSample,
 	stop.Store(true)
 	wg.Wait()
 	wall := time.Since(t0)
-	i1, p1, r1, s1 := procCPU(intakePID), postgresCPU(), procCPU(redisPID), procCPU(os.Getpid())
+	i1, r1, s1 := procCPU(intakePID), procCPU(redisPID), procCPU(os.Getpid())
+	pgCPU := pgs.seconds()
 	slices.Sort(lats)
 	time.Sleep(1500 * time.Millisecond) // backends flush pg_stat_database at most once a second
 	d1 := g.stats()
-	s := intakeSample{statuses: statuses, wall: wall, lat: lats, intakeCPU: i1 - i0, pgCPU: p1 - p0, redisCPU: r1 - r0, genCPU: s1 - s0, db: d1.sub(d0)}
+	s := intakeSample{statuses: statuses, wall: wall, lat: lats, intakeCPU: i1 - i0, pgCPU: pgCPU, redisCPU: r1 - r0, genCPU: s1 - s0, db: d1.sub(d0)}
 	for k, v := range statuses {
 		s.total += v
 		switch k {
@@ -489,13 +492,13 @@ func (g *loadGen) wrkRound(d time.Duration, intakePID, redisPID int) (intakeSamp
 	cmd.Stdout, cmd.Stderr = &out, &out
 	d0 := g.stats()
 	x0 := g.readsByRelation()
-	i0, p0, r0 := procCPU(intakePID), postgresCPU(), procCPU(redisPID)
-	t0 := time.Now()
+	pgs := startPGSampler(g.dbName)
+	i0, r0 := procCPU(intakePID), procCPU(redisPID)
 	if err := cmd.Run(); err != nil {
 		return intakeSample{}, fmt.Errorf("wrk: %v\n%s", err, out.String())
 	}
-	wall := time.Since(t0)
-	i1, p1, r1 := procCPU(intakePID), postgresCPU(), procCPU(redisPID)
+	i1, r1 := procCPU(intakePID), procCPU(redisPID)
+	pgCPU := pgs.seconds()
 	var gen float64
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		gen = tv(ru.Utime) + tv(ru.Stime)
@@ -525,10 +528,9 @@ func (g *loadGen) wrkRound(d time.Duration, intakePID, redisPID int) (intakeSamp
 			st[k] = v
 		}
 	}
-	wall = time.Duration(durUS) * time.Microsecond
-	_ = t0
+	wall := time.Duration(durUS) * time.Microsecond // wrk's own measured window
 	s := intakeSample{statuses: st, wall: wall, wrkPct: map[float64]int64{50: p50, 90: p90, 99: p99, 100: mx},
-		intakeCPU: i1 - i0, pgCPU: p1 - p0, redisCPU: r1 - r0, genCPU: gen, db: d1.sub(d0),
+		intakeCPU: i1 - i0, pgCPU: pgCPU, redisCPU: r1 - r0, genCPU: gen, db: d1.sub(d0),
 		accepted: a, dup: b, errs: b + c + e, total: a + b + c + e}
 	return s, nil
 }
@@ -572,18 +574,18 @@ func (g *loadGen) stats() dbStats {
 var tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 var txRE = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
 
-func pgbench(c cfg, dbURL, script string, secs int) (pgbenchSample, error) {
+func pgbench(c cfg, dbURL, dbName, script string, secs int) (pgbenchSample, error) {
 	cmd := exec.Command("pgbench", "-M", "prepared", "-c", strconv.Itoa(c.pgClients), "-j", strconv.Itoa(c.pgThreads),
 		"-T", strconv.Itoa(secs), "-n", "-f", script, dbURL)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	p0 := postgresCPU()
+	pgs := startPGSampler(dbName)
 	t0 := time.Now()
 	if err := cmd.Run(); err != nil {
 		return pgbenchSample{}, fmt.Errorf("pgbench: %v\n%s", err, out.String())
 	}
 	wall := time.Since(t0)
-	p1 := postgresCPU()
+	pgCPU := pgs.seconds()
 	m := tpsRE.FindStringSubmatch(out.String())
 	n := txRE.FindStringSubmatch(out.String())
 	if m == nil || n == nil {
@@ -595,7 +597,7 @@ func pgbench(c cfg, dbURL, script string, secs int) (pgbenchSample, error) {
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		cli = tv(ru.Utime) + tv(ru.Stime)
 	}
-	return pgbenchSample{tps: tps, tx: tx, pgCPU: p1 - p0, cliCPU: cli, wall: wall}, nil
+	return pgbenchSample{tps: tps, tx: tx, pgCPU: pgCPU, cliCPU: cli, wall: wall}, nil
 }
 
 func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
@@ -629,37 +631,82 @@ func procCPU(pid int) float64 {
 	return (u + s) / clkTck
 }
 
-// postgresCPU sums utime+stime of every process named postgres, plus the
-// cutime+cstime of the postmaster(s), so backends that exited during the
-// window (pgbench's connections) are counted once reaped.
-func postgresCPU() float64 {
-	ents, _ := os.ReadDir("/proc")
-	var total float64
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
-			continue
-		}
-		f := statFields(pid)
-		if len(f) < 15 {
-			continue
-		}
-		u, _ := strconv.ParseFloat(f[11], 64)
-		s, _ := strconv.ParseFloat(f[12], 64)
-		total += u + s
-		ppid, _ := strconv.Atoi(f[1])
-		pcomm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", ppid))
-		if strings.TrimSpace(string(pcomm)) != "postgres" { // the postmaster
-			cu, _ := strconv.ParseFloat(f[13], 64)
-			cs, _ := strconv.ParseFloat(f[14], 64)
-			total += cu + cs
+func loadgenName(l string) string {
+	if l == "wrk" {
+		return "`wrk -t2`, a Lua script giving each request a distinct email"
+	}
+	return "goroutines of this harness, Go net/http client"
+}
+
+// pgSampler measures the CPU of one database's backends (process titles
+// "postgres: … user DB host(port) …") and of the server's shared background
+// processes (WAL writer, checkpointer, background writer), sampling /proc
+// every 100 ms so backends that exit during the window (pgbench's) count up
+// to their last sample. Other databases' backends — other work on a shared
+// machine — are left out.
+type pgSampler struct {
+	db   string
+	stop chan struct{}
+	done chan float64
+}
+
+func startPGSampler(db string) *pgSampler {
+	p := &pgSampler{db: db, stop: make(chan struct{}), done: make(chan float64, 1)}
+	first, last := map[int]float64{}, map[int]float64{}
+	sample := func(initial bool) {
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if err != nil || !bytes.HasPrefix(cl, []byte("postgres: ")) {
+				continue
+			}
+			title := string(cl)
+			ours := strings.Contains(title, " "+p.db+" ") || strings.Contains(title, "walwriter") ||
+				strings.Contains(title, "checkpointer") || strings.Contains(title, "background writer")
+			if !ours {
+				continue
+			}
+			cpu := procCPU(pid)
+			if _, ok := first[pid]; !ok {
+				if initial {
+					first[pid] = cpu
+				} else {
+					first[pid] = 0 // born during the window
+				}
+			}
+			last[pid] = cpu
 		}
 	}
-	return total / clkTck
+	sample(true)
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				sample(false)
+			case <-p.stop:
+				sample(false)
+				var total float64
+				for pid, v := range last {
+					total += v - first[pid]
+				}
+				p.done <- total
+				return
+			}
+		}
+	}()
+	return p
+}
+
+// seconds stops the sampler and returns the CPU seconds used.
+func (p *pgSampler) seconds() float64 {
+	close(p.stop)
+	return <-p.done
 }
 
 // ---------------------------------------------------------------- helpers
@@ -801,22 +848,23 @@ func report(c cfg, is []intakeSample, ps []pgbenchSample, e env) string {
 	}
 	var b strings.Builder
 	b.WriteString("## Intake vs pgbench\n\n")
-	fmt.Fprintf(&b, "Generated by `go run ./bench/intake -rounds %d -conc %d -secs %d -pg-clients %d -pg-threads %d` on %s (issue 8 item 3).\n\n",
-		c.rounds, c.conc, c.secs, c.pgClients, c.pgThreads, time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "Generated by `go run ./bench/intake -rounds %d -conc %d -secs %d -pg-clients %d -pg-threads %d -loadgen %s` on %s (issue 8 item 3).\n\n",
+		c.rounds, c.conc, c.secs, c.pgClients, c.pgThreads, c.loadgen, time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "Machine: %s CPUs (%s), %s RAM; PostgreSQL %s (synchronous_commit=%s, fsync=%s, shared_buffers=%s) on 127.0.0.1:5432, "+
 		"a throwaway database created and dropped by the harness; private redis-server %s (AOF everysec, noeviction) on a free port; %s. "+
 		"Load generator, intake, PostgreSQL and Redis all share the machine.\n\n",
 		strings.TrimSpace(string(nproc)), strings.TrimSpace(cpuModel), mem, e.pg, e.syncCommit, e.fsync, e.sharedBuf, e.redis, strings.TrimSpace(string(goV)))
 	fmt.Fprintf(&b, "**Intake**: the real `intake` binary (`go build`, no race detector, default pool `CEPJOBS_DB_MAX_CONNS` = max(4, CPUs), log level info), "+
-		"one `leads:write` token, `CEPJOBS_RATE_LIMIT`/`BURST` 1,000,000; %d keep-alive Go HTTP clients post valid leads (the README example, "+
+		"one `leads:write` token, `CEPJOBS_RATE_LIMIT`/`BURST` 1,000,000; %d keep-alive HTTP clients (%s) post valid leads (the README example, "+
 		"distinct email each) back to back for %d s. Accepted = 202. Latency at the client, request sent to body read. "+
 		"**pgbench**: `pgbench -M prepared -c %d -j %d -T %d -n -f insert.sql` on the same database, "+
 		"`insert.sql` = `insert into bench_rows(email) values ('x' || random());` into "+
 		"`bench_rows(id bigserial primary key, email text, created timestamptz default now())`. "+
 		"%d rounds, the two alternating which goes first, `CHECKPOINT` before each; one 2 s warm-up of each first. "+
-		"CPU = `/proc/<pid>/stat` utime+stime delta over the window ÷ requests (or transactions): intake, every `postgres` process "+
-		"(+ the postmaster's reaped children), redis-server, the load generator (this harness), pgbench (rusage). Median (min–max) over rounds.\n\n",
-		c.conc, c.secs, c.pgClients, c.pgThreads, c.secs, c.rounds)
+		"CPU = `/proc/<pid>/stat` utime+stime delta over the window ÷ requests (or transactions): intake; PostgreSQL = the bench database's "+
+		"backends plus the WAL writer, checkpointer and background writer, sampled every 100 ms (other databases' work on a shared machine is left out); "+
+		"redis-server; the load generator (wrk or this harness); pgbench (rusage). Median (min–max) over rounds.\n\n",
+		c.conc, loadgenName(c.loadgen), c.secs, c.pgClients, c.pgThreads, c.secs, c.rounds)
 	b.WriteString("| figure | value | target |\n|---|---|---|\n")
 	fmt.Fprintf(&b, "| intake accepted leads/s | %s | |\n", mmm(acc, "%.0f"))
 	fmt.Fprintf(&b, "| pgbench single-row INSERT tps | %s | |\n", mmm(tps, "%.0f"))

@@ -238,6 +238,11 @@ func run() error {
 	if c.loadgen != "wrk" && c.loadgen != "go" {
 		return fmt.Errorf("-loadgen: want wrk or go, got %q", c.loadgen)
 	}
+	if c.loadgen == "wrk" {
+		if out, err := exec.Command("scripts/ensure-wrk.sh").CombinedOutput(); err != nil {
+			return fmt.Errorf("scripts/ensure-wrk.sh: %v\n%s", err, out)
+		}
+	}
 
 	// Sanity: one lead.
 	if code, body, err := gen.post(gen.body(0)); err != nil || code != http.StatusAccepted {

@@ -8,13 +8,14 @@ import (
 // Upload tuning. A dump streams through partBuffers buffers of partSize
 // bytes: one fills from pg_dump's stdout while the others upload, so
 // pg_dump only waits on the network when uploading falls more than
-// partBuffers-1 parts behind. The buffers are the whole memory cost of a
-// backup (4 × 8 MiB = 32 MiB, shared by concurrent backups), whatever the
-// database size. 8 MiB parts allow 10,000 × 8 MiB = 78 GiB per dump; S3
-// wants at least 5 MiB for every part but the last.
+// partBuffers-1 parts behind (it never did on the 1 GB benchmark). The
+// buffers are the whole memory cost of a backup (3 × 8 MiB = 24 MiB,
+// shared by concurrent backups), whatever the database size. 8 MiB parts
+// allow 10,000 × 8 MiB = 78 GiB per dump; S3 wants at least 5 MiB for
+// every part but the last.
 const (
 	partSize    = 8 << 20
-	partBuffers = 4
+	partBuffers = 3
 	maxParts    = 10000
 )
 
@@ -23,8 +24,8 @@ var parts = &partPool{}
 
 // partPool hands out the part buffers every backup in the process shares.
 // The buffers live outside the Go heap where the platform allows it
-// (allocArena): 32 MiB of live heap would let the garbage collector leave
-// another 32 MiB of garbage before collecting, and would linger after the
+// (allocArena): 24 MiB of live heap would let the garbage collector leave
+// another 24 MiB of garbage before collecting, and would linger after the
 // backup until the runtime returned it. When the last backup running
 // returns them, their pages go back to the kernel, so an
 // idle worker is back to its idle size.

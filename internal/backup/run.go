@@ -188,7 +188,8 @@ func (b *Backups) runPgDump(ctx context.Context, cancel context.CancelCauseFunc,
 	// into the part buffers, with no copying goroutine between.
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return 0, "", fmt.Errorf("start pg_dump: %w", err)
+		cancel(&dumpFailed{fmt.Errorf("start pg_dump: %w", err)})
+		return 0, "", context.Cause(ctx)
 	}
 	defer pr.Close()
 	growPipe(pw.Fd(), pipeSize)
@@ -196,7 +197,7 @@ func (b *Backups) runPgDump(ctx context.Context, cancel context.CancelCauseFunc,
 	err = cmd.Start()
 	pw.Close()
 	if err != nil {
-		cancel(fmt.Errorf("start pg_dump: %w", err))
+		cancel(&dumpFailed{fmt.Errorf("start pg_dump: %w", err)})
 		return 0, "", context.Cause(ctx)
 	}
 	// Killing pg_dump does not close the pipe if a child of a wrapper

@@ -7,6 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -286,4 +291,62 @@ func TestRunMissingPgDump(t *testing.T) {
 	bu := setup(t, func(c *backup.Config) { c.PgDump = "/nonexistent/pg_dump" })
 	_, err := bu.b.Run(context.Background(), newDatabase(t), dumpTime, nil)
 	mustContain(t, err, "/nonexistent/pg_dump --version", "CEPJOBS_PG_DUMP")
+}
+
+// An upload that fails half-way, on a part or when completing (after the
+// manifest is stored), leaves nothing: no dump, no manifest, no unfinished
+// upload.
+func TestRunUploadFails(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		fail func(r *http.Request) bool
+		want string
+	}{
+		{"second part", func(r *http.Request) bool {
+			return r.Method == http.MethodPut && r.URL.Query().Get("partNumber") == "2"
+		}, "upload dump: part 2: refused by the test proxy"},
+		{"complete", func(r *http.Request) bool {
+			return r.Method == http.MethodPost && r.URL.Query().Has("uploadId")
+		}, "complete upload of postgres/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			bu := setup(t)
+			proxied := bu.cfg
+			proxied.Endpoint = failingProxy(t, bu.cfg.Endpoint, tc.fail)
+			b, err := backup.New(proxied, slog.New(slog.NewTextHandler(t.Output(), nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			src := newDatabase(t)
+			fill(t, src, 1300) // three parts
+			_, err = b.Run(ctx, src, dumpTime, nil)
+			t.Logf("run error: %v", err)
+			mustContain(t, err, tc.want)
+			diff(t, "keys", []string(nil), bu.keys(t))
+			diff(t, "unfinished uploads", []string(nil), bu.unfinishedUploads(t))
+		})
+	}
+}
+
+// failingProxy forwards to the S3 server at endpoint, but answers the
+// requests fail picks with a non-retryable S3 error, and returns its
+// host:port.
+func failingProxy(t *testing.T, endpoint string, fail func(*http.Request) bool) string {
+	t.Helper()
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: endpoint})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fail(r) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>refused by the test proxy</Message></Error>`)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
 }

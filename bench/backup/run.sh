@@ -289,6 +289,10 @@ jcol "$TMP/backup.jsonl" .worker_cpu_s >"$TMP/s.bk_cpu"
 jcol "$TMP/backup.jsonl" .children_cpu_s >"$TMP/s.bk_child"
 jcol "$TMP/backup.jsonl" .vmhwm_kib >"$TMP/s.bk_hwm"
 
+# Each round's backup against the pg_dump of the same round: the machine's
+# load drifts between rounds, less within one.
+paste "$TMP/s.bk_wall" "$TMP/s.pgdump_wall" | awk '{printf "%.3f\n", $1 / $2}' >"$TMP/s.ratio"
+paste "$TMP/s.bk_child" "$TMP/s.bk_cpu" "$TMP/s.bk_gw" "$TMP/s.pgdump_cpu" | awk '{printf "%.3f\n", ($1 + $2 + $3) / $4}' >"$TMP/s.cpu_ratio"
 PD=$(stats "$TMP/s.pgdump_wall")
 BK=$(stats "$TMP/s.bk_wall")
 BKD=$(stats "$TMP/s.bk_dump")
@@ -317,10 +321,12 @@ SIZES=$(psql_db -tAc "select string_agg(format('%s %s', c.relname, pg_size_prett
 	fmt_row "\`pg_dump -Fc -Z1\` > /dev/null, wall" "$PD" s
 	fmt_row "worker-stats backup, enqueue → task completed" "$BK" s
 	fmt_row "&nbsp;&nbsp;of which dump phase (pg_dump → S3, manifest \`duration\`)" "$BKD" s
-	fmt_row "&nbsp;&nbsp;of which finalize (manifest, server-side copy, stat, delete)" "$(stats "$TMP/s.bk_final")" s
+	fmt_row "&nbsp;&nbsp;of which finalize (manifest, complete the multipart upload)" "$(stats "$TMP/s.bk_final")" s
 	fmt_row "&nbsp;&nbsp;of which after Run (prune, result), ±0.05 s polling" "$(stats "$TMP/s.bk_after")" s
 	fmt_row "&nbsp;&nbsp;enqueue → task active" "$(stats "$TMP/s.bk_start")" s
 	echo "| **ratio backup / pg_dump (medians)** | **$RATIO** (dump phase alone: $RATIO_DUMP) | |"
+	fmt_row "**ratio backup / pg_dump, each round's pair**" "$(stats "$TMP/s.ratio")" ×
+	fmt_row "CPU ratio: (pg_dump + worker-stats + versitygw CPU in a backup) / standalone pg_dump CPU, each round's pair" "$(stats "$TMP/s.cpu_ratio")" ×
 	fmt_row "pg_dump CPU (user+sys), standalone" "$(stats "$TMP/s.pgdump_cpu")" s
 	fmt_row "pg_dump CPU inside the backup (worker's children)" "$(stats "$TMP/s.bk_child")" s
 	fmt_row "pg_dump runnable but waiting for a CPU (schedstat), standalone" "$(stats "$TMP/s.pgdump_delay")" s

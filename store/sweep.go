@@ -74,3 +74,53 @@ const staleQueuedLeadsSQL = `
 			and (l.received_at, l.id) > ($2, $3::uuid)
 		order by l.received_at, l.id
 		limit $4`
+
+// DeliveryCursor is where a sweep pass stopped among pending deliveries,
+// ordered by (created_at, lead_id, channel). The zero value starts at the
+// oldest.
+type DeliveryCursor struct {
+	CreatedAt time.Time
+	LeadID    string
+	Channel   string
+}
+
+// StaleDelivery is a delivery still pending past the sweep's bound.
+type StaleDelivery struct {
+	LeadID    string
+	Channel   string
+	CreatedAt time.Time
+}
+
+// StalePendingDeliveries returns up to limit deliveries still pending that
+// were planned before createdBefore, after the cursor in (created_at,
+// lead_id, channel) order (partial index lead_deliveries_pending_idx,
+// migration 007).
+func (s *Store) StalePendingDeliveries(ctx context.Context, createdBefore time.Time, after DeliveryCursor, limit int) ([]StaleDelivery, error) {
+	from := after.CreatedAt
+	if from.IsZero() {
+		from = time.Unix(0, 0)
+	}
+	fromID := after.LeadID
+	if fromID == "" {
+		fromID = "00000000-0000-0000-0000-000000000000"
+	}
+	rows, err := s.pool.Query(ctx, stalePendingDeliveriesSQL, createdBefore, from, fromID, after.Channel, limit)
+	if err != nil {
+		return nil, fmt.Errorf("stale pending deliveries: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[StaleDelivery])
+	if err != nil {
+		return nil, fmt.Errorf("stale pending deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// stalePendingDeliveriesSQL: $1 created before, $2–$4 the cursor, $5 the
+// limit.
+const stalePendingDeliveriesSQL = `
+		select lead_id::text, channel, created_at
+		from cepjobs.lead_deliveries
+		where status = 'pending' and created_at < $1
+			and (created_at, lead_id, channel) > ($2, $3::uuid, $4)
+		order by created_at, lead_id, channel
+		limit $5`

@@ -80,18 +80,25 @@ func TestStaleQueuedLeadsUsesItsIndexes(t *testing.T) {
 	if _, err := tx.Exec(ctx, "set local enable_seqscan = off"); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := tx.Query(ctx, "explain "+store.StaleQueuedLeadsSQL, time.Now(), time.Unix(0, 0), "00000000-0000-0000-0000-000000000000", 100)
-	if err != nil {
-		t.Fatal(err)
+	explain := func(sql string, args ...any) string {
+		rows, err := tx.Query(ctx, "explain "+sql, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(lines, "\n")
 	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan := strings.Join(lines, "\n")
+	zero := "00000000-0000-0000-0000-000000000000"
+	plan := explain(store.StaleQueuedLeadsSQL, time.Now(), time.Unix(0, 0), zero, 100)
 	for _, idx := range []string{"leads_queued_idx", "outbox_lead_process_idx"} {
 		if !strings.Contains(plan, idx) {
 			t.Errorf("plan does not use %s:\n%s", idx, plan)
 		}
+	}
+	if plan := explain(store.StalePendingDeliveriesSQL, time.Now(), time.Unix(0, 0), zero, "", 100); !strings.Contains(plan, "lead_deliveries_pending_idx") {
+		t.Errorf("plan does not use lead_deliveries_pending_idx:\n%s", plan)
 	}
 }

@@ -65,10 +65,15 @@ func (p LeadDeliver) Validate() error {
 	return nil
 }
 
-// NewLeadDeliver builds the lead:deliver task with a TaskID derived from the
-// lead and the channel, so fanning out twice enqueues nothing twice.
+// TaskID is lead:deliver:<lead>:<channel>: fanning out twice (or the sweep
+// restoring a task Redis lost) enqueues nothing twice.
+func (p LeadDeliver) TaskID() string {
+	return TypeLeadDeliver + ":" + p.LeadID + ":" + string(p.Channel)
+}
+
+// NewLeadDeliver builds the lead:deliver task with its deterministic TaskID.
 func NewLeadDeliver(p LeadDeliver) (*asynq.Task, error) {
-	return build(TypeLeadDeliver, p, "lead:deliver:"+p.LeadID+":"+string(p.Channel))
+	return build(TypeLeadDeliver, p, p.TaskID())
 }
 
 type validator interface{ Validate() error }

@@ -66,19 +66,29 @@ func (e *sweepEnv) sweeper(cfg outbox.SweepConfig) (*outbox.Sweeper, *prometheus
 	return outbox.NewSweeper(cfg, e.st, e.rc, e.client, slog.New(slog.NewTextHandler(io.Discard, nil)), m, func() time.Time { return e.now }), reg
 }
 
-// metric reads a counter's value from reg.
-func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
+// metric reads a counter's value from reg; taskType picks the series of a
+// labelled counter.
+func metric(t *testing.T, reg *prometheus.Registry, name, taskType string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			return mf.GetMetric()[0].GetCounter().GetValue()
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := taskType == ""
+			for _, l := range m.GetLabel() {
+				match = match || (l.GetName() == "task_type" && l.GetValue() == taskType)
+			}
+			if match {
+				return m.GetCounter().GetValue()
+			}
 		}
 	}
-	t.Fatalf("no metric %s", name)
+	t.Fatalf("no metric %s{task_type=%q}", name, taskType)
 	return 0
 }
 
@@ -128,8 +138,24 @@ func TestSweepReenqueuesOnlyLostTasks(t *testing.T) {
 	lost := e.lead(t, time.Hour, true, false)          // Redis lost it
 	undispatched := e.lead(t, time.Hour, false, false) // the relay's business
 	fresh := e.lead(t, 10*time.Second, true, false)    // not past the bound yet
-	processing := e.lead(t, time.Hour, true, false)    // its task ran; deliveries pending
-	if _, _, err := e.st.PlanDeliveries(ctx, processing.id, []store.PlannedDelivery{{Channel: "welcome_email", Status: store.DeliveryPending}}, e.now); err != nil {
+	// Processing: its task ran and fanned out an hour ago; its welcome
+	// email's task is waiting in Redis, its WhatsApp task was lost.
+	processing := e.lead(t, time.Hour, true, false)
+	if _, _, err := e.st.PlanDeliveries(ctx, processing.id, []store.PlannedDelivery{
+		{Channel: "welcome_email", Status: store.DeliveryPending}, {Channel: "whatsapp", Status: store.DeliveryPending},
+		{Channel: "meta", Status: store.DeliverySkipped, Reason: "no consent"}}, e.now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	waiting := tasks.LeadDeliver{LeadID: processing.id, Channel: tasks.ChannelWelcomeEmail}
+	lostDelivery := tasks.LeadDeliver{LeadID: processing.id, Channel: tasks.ChannelWhatsApp}
+	if task, err := tasks.NewLeadDeliver(waiting); err != nil {
+		t.Fatal(err)
+	} else if _, err := e.client.Enqueue(task); err != nil {
+		t.Fatal(err)
+	}
+	// Fanned out just now: its pending delivery is not past the bound.
+	recent := e.lead(t, time.Hour, true, false)
+	if _, _, err := e.st.PlanDeliveries(ctx, recent.id, []store.PlannedDelivery{{Channel: "meta", Status: store.DeliveryPending}}, e.now); err != nil {
 		t.Fatal(err)
 	}
 	done := e.lead(t, time.Hour, true, false) // its task ran and was deleted from Redis since
@@ -146,15 +172,22 @@ func TestSweepReenqueuesOnlyLostTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Read: present, lost, undispatched, purged. Checked: all but
-	// undispatched. Missing and re-enqueued: lost, purged. If asynq's key
-	// layout ever changed, present would count as missing here.
-	want := outbox.SweepResult{Read: 4, Checked: 3, Missing: 2, Reenqueued: 2, Wrapped: true}
+	// Leads read: present, lost, undispatched, purged. Checked: all but
+	// undispatched. Missing and re-enqueued: lost, purged. Deliveries:
+	// the processing lead's two pending ones, one lost. If asynq's key
+	// layout ever changed, present and waiting would count as missing here.
+	want := outbox.SweepResult{
+		Leads:      outbox.SweepCounts{Read: 4, Checked: 3, Missing: 2, Reenqueued: 2, Wrapped: true},
+		Deliveries: outbox.SweepCounts{Read: 2, Checked: 2, Missing: 1, Reenqueued: 1, Wrapped: true},
+	}
 	if res != want {
 		t.Errorf("first pass: got %+v, want %+v", res, want)
 	}
-	if got := metric(t, m, "cepjobs_sweep_reenqueued_total"); got != 2 {
-		t.Errorf("cepjobs_sweep_reenqueued_total: got %v, want 2", got)
+	if got := metric(t, m, "cepjobs_sweep_reenqueued_total", tasks.TypeLeadProcess); got != 2 {
+		t.Errorf("cepjobs_sweep_reenqueued_total{lead:process}: got %v, want 2", got)
+	}
+	if got := metric(t, m, "cepjobs_sweep_reenqueued_total", tasks.TypeLeadDeliver); got != 1 {
+		t.Errorf("cepjobs_sweep_reenqueued_total{lead:deliver}: got %v, want 1", got)
 	}
 	for _, c := range []struct {
 		name string
@@ -168,13 +201,17 @@ func TestSweepReenqueuesOnlyLostTasks(t *testing.T) {
 		{"fresh lead's task", fresh.outboxID, false},
 		{"processing lead's task", processing.outboxID, false},
 		{"completed lead's task", done.outboxID, false},
+		{"recent lead's task", recent.outboxID, false},
+		{"processing lead's waiting delivery", waiting.TaskID(), true},
+		{"processing lead's lost delivery, same TaskID", lostDelivery.TaskID(), true},
+		{"recent lead's delivery", tasks.LeadDeliver{LeadID: recent.id, Channel: tasks.ChannelMeta}.TaskID(), false},
 	} {
 		if got := e.inRedis(c.id); got != c.want {
 			t.Errorf("%s in redis: got %v, want %v", c.name, got, c.want)
 		}
 	}
-	if q, err := e.insp.GetQueueInfo(tasks.QueueCritical); err != nil || q.Pending != 3 {
-		t.Errorf("pending lead:process tasks: got %+v %v, want 3 (present, lost, purged)", q, err)
+	if q, err := e.insp.GetQueueInfo(tasks.QueueCritical); err != nil || q.Pending != 5 {
+		t.Errorf("pending tasks: got %+v %v, want 5 (lead:process of present, lost, purged; two lead:deliver)", q, err)
 	}
 
 	// A second pass finds every task in Redis: nothing more.
@@ -182,7 +219,7 @@ func TestSweepReenqueuesOnlyLostTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Missing != 0 || res.Reenqueued != 0 {
+	if res.Leads.Missing+res.Deliveries.Missing != 0 || res.Leads.Reenqueued+res.Deliveries.Reenqueued != 0 {
 		t.Errorf("second pass: got %+v, want nothing missing", res)
 	}
 }
@@ -220,13 +257,14 @@ func TestSweepBoundedOnLargeBacklog(t *testing.T) {
 	const batch = 500
 	sw, _ := e.sweeper(outbox.SweepConfig{After: time.Minute, Interval: time.Second, Batch: batch})
 	before := commandStats(t, e.rc)
-	var total outbox.SweepResult
+	var total outbox.SweepCounts
 	passes := 0
 	for {
-		res, err := sw.Once(ctx)
+		r, err := sw.Once(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
+		res := r.Leads
 		passes++
 		if res.Read > batch || res.Checked > batch {
 			t.Fatalf("pass %d: read %d, checked %d: more than the batch of %d", passes, res.Read, res.Checked, batch)
@@ -301,11 +339,11 @@ func TestSweepRedisDown(t *testing.T) {
 	if _, err := down.Once(ctx); err == nil {
 		t.Error("pass with redis down: got no error")
 	}
-	if got := metric(t, reg, "cepjobs_sweep_errors_total"); got != 1 {
+	if got := metric(t, reg, "cepjobs_sweep_errors_total", ""); got != 1 {
 		t.Errorf("cepjobs_sweep_errors_total: got %v, want 1", got)
 	}
 	sw, _ := e.sweeper(cfg)
-	if res, err := sw.Once(ctx); err != nil || res.Reenqueued != 1 {
+	if res, err := sw.Once(ctx); err != nil || res.Leads.Reenqueued != 1 {
 		t.Errorf("pass with redis back: got %+v %v, want 1 re-enqueued", res, err)
 	}
 	if !e.inRedis(lost.outboxID) {

@@ -64,6 +64,12 @@ func toProblem(err error) *Problem {
 		p := problem(http.StatusServiceUnavailable, "captcha verification is unavailable right now; nothing was stored, retry later")
 		p.retryAfter = 5 * time.Second
 		return p
+	case store.IsUnavailable(err):
+		// PostgreSQL down or restarting: nothing was stored (a lead is
+		// written whole or not at all), and a retry will do.
+		p := problem(http.StatusServiceUnavailable, "the database is unavailable right now; nothing was stored, retry (with the same Idempotency-Key)")
+		p.retryAfter = 2 * time.Second
+		return p
 	case errors.Is(err, errShuttingDown):
 		p := problem(http.StatusServiceUnavailable, "the server is shutting down; retry")
 		p.retryAfter = time.Second

@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/cepcomunicacion/cepjobs/internal/version.Version=$(VERSION)
 BINARIES := cepjobs intake worker-automation worker-llm worker-stats scheduler
 
-.PHONY: run test lint build check-go clean bench
+.PHONY: run test lint build check-go clean bench chaos soak
 
 ## run: the whole fleet in one process (cepjobs dev), dashboard included
 run: check-go
@@ -40,3 +40,12 @@ clean:
 ## bench: queue benchmarks (ours vs bare asynq vs BullMQ) into bench/RESULTS.md; needs redis-server, node, npm
 bench: check-go
 	$(GO) run ./bench/queue $(BENCH_FLAGS)
+
+## chaos: fault injection at full length (worker SIGKILL, Redis and Postgres outages, vendor outage, rolling deploy), then the fuzzers; results in chaos/RESULTS.md
+chaos: check-go
+	CEPJOBS_CHAOS=full $(GO) test -count=1 -v -timeout 90m ./chaos/
+	@if [ -x scripts/fuzz.sh ]; then scripts/fuzz.sh 60s; fi
+
+## soak: ten minutes at 300 leads/s through the whole fleet; RSS and goroutines of every binary sampled every 10 s
+soak: check-go
+	CEPJOBS_CHAOS=soak $(GO) test -count=1 -v -timeout 60m -run TestSoak ./chaos/

@@ -41,6 +41,7 @@ type Server struct {
 	faults []*Fault
 	bodies []map[string]any
 	times  []time.Time
+	lean   bool // count calls only (see Lean)
 }
 
 func newServer(t testing.TB, name string, h func(s *Server, w http.ResponseWriter, r *http.Request, body map[string]any) (key string, ok bool)) *Server {
@@ -78,8 +79,10 @@ func newServer(t testing.TB, name string, h func(s *Server, w http.ResponseWrite
 			s.mu.Lock()
 			s.calls[key]++
 			s.total++
-			s.bodies = append(s.bodies, body)
-			s.times = append(s.times, time.Now())
+			if !s.lean {
+				s.bodies = append(s.bodies, body)
+				s.times = append(s.times, time.Now())
+			}
 			s.mu.Unlock()
 		}
 	}))

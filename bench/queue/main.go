@@ -307,6 +307,7 @@ type redisSrv struct {
 type sample struct {
 	wall          time.Duration
 	cpu, redisCPU float64 // seconds
+	others        float64 // seconds of CPU other processes used during the sample
 	cmds          int64
 	cmdBreakdown  map[string]int64
 	lat           []int64
@@ -315,13 +316,15 @@ type sample struct {
 func orchestrate() error {
 	var c cfg
 	flag.IntVar(&c.n, "n", 20000, "tasks per throughput round")
-	flag.IntVar(&c.rounds, "rounds", 3, "rounds per consumer and Redis")
+	flag.IntVar(&c.rounds, "rounds", 5, "rounds per consumer and Redis")
 	flag.IntVar(&c.conc, "conc", 50, "consumer concurrency")
 	flag.IntVar(&c.rate, "rate", 1000, "latency test: tasks per second")
 	flag.IntVar(&c.secs, "secs", 10, "latency test: seconds")
-	latTCIs := flag.String("lat-tcis", "1ms,5ms,100ms", "other CEPJOBS_FETCH_POLL_INTERVALs to run the latency and idle tests of ours at")
+	latTCIs := flag.String("lat-tcis", "1ms,5ms,10ms,100ms", "other CEPJOBS_FETCH_POLL_INTERVALs to run the latency and idle tests of ours at")
 	skipTP := flag.Bool("skip-throughput", false, "only the latency and idle tests (exploring; the results file keeps no throughput table)")
-	flag.BoolVar(&c.experiments, "experiments", true, "also run the throughput experiments (1 and 4 lanes, GOGC=400)")
+	flag.BoolVar(&c.experiments, "experiments", true, "also run the throughput experiments (-exp-lanes, GOGC=400)")
+	expLanes := flag.String("exp-lanes", "1,4", "throughput experiments: other CEPJOBS_FETCH_LANES to run ours with")
+	skipLat := flag.Bool("skip-latency", false, "only the throughput test (exploring; the results file keeps no latency or idle table)")
 	flag.StringVar(&c.out, "out", "bench/RESULTS.md", "results file")
 	flag.StringVar(&c.profOut, "profile-out", "bench/queue/profile-ours.txt", "pprof top of our worker under load")
 	flag.StringVar(&c.idleProfOut, "idle-profile-out", "bench/queue/profile-ours-idle.txt", "pprof top of our worker idle")
@@ -388,8 +391,8 @@ func orchestrate() error {
 	ours := variant{kind: "ours"}
 	consumers := []variant{ours, {kind: "bare"}, {kind: "bullmq"}}
 	if c.experiments {
-		for _, l := range []int{1, 4} {
-			if l != c.lanes {
+		for _, f := range strings.Split(*expLanes, ",") {
+			if l, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && l != c.lanes {
 				consumers = append(consumers, variant{kind: "ours", lanes: l})
 			}
 		}
@@ -436,6 +439,9 @@ func orchestrate() error {
 		}
 	}
 	lat := map[string]map[string]sample{}
+	if *skipLat {
+		return writeThroughputOnly(c, servers, consumers, results)
+	}
 	for _, s := range servers {
 		lat[s.name] = map[string]sample{}
 		for _, v := range latOrder {
@@ -754,7 +760,7 @@ func throughputRound(c cfg, s *redisSrv, v variant, prof string) (sample, error)
 		return sample{}, err
 	}
 	pid, rpid := ch.cmd.Process.Pid, s.cmd.Process.Pid
-	cpu0, rcpu0 := procCPU(pid), procCPU(rpid)
+	cpu0, rcpu0, all0 := procCPU(pid), procCPU(rpid), machineBusy()
 	if _, err := io.WriteString(ch.stdin, "go\n"); err != nil {
 		return sample{}, err
 	}
@@ -762,6 +768,7 @@ func throughputRound(c cfg, s *redisSrv, v variant, prof string) (sample, error)
 	if err != nil {
 		return sample{}, err
 	}
+	all1 := machineBusy()
 	time.Sleep(100 * time.Millisecond) // let the last acknowledgements land
 	cpu1, rcpu1 := procCPU(pid), procCPU(rpid)
 	cmds, bd, err := commandStats(s.rdb)
@@ -771,7 +778,28 @@ func throughputRound(c cfg, s *redisSrv, v variant, prof string) (sample, error)
 	if err := ch.finish(); err != nil {
 		return sample{}, fmt.Errorf("consumer exit: %w", err)
 	}
-	return sample{wall: wall, cpu: cpu1 - cpu0, redisCPU: rcpu1 - rcpu0, cmds: cmds, cmdBreakdown: bd}, nil
+	return sample{wall: wall, cpu: cpu1 - cpu0, redisCPU: rcpu1 - rcpu0, cmds: cmds, cmdBreakdown: bd,
+		others: max(0, (all1-all0)-(cpu1-cpu0)-(rcpu1-rcpu0))}, nil
+}
+
+// machineBusy is the CPU time, in seconds, all CPUs spent not idle since
+// boot (/proc/stat): with the consumer's and redis-server's subtracted, how
+// busy the rest of the machine was.
+func machineBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+	var busy float64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		x, _ := strconv.ParseFloat(v, 64)
+		busy += x
+	}
+	return busy / 100
 }
 
 func latencyRun(c cfg, s *redisSrv, v variant) (sample, error) {
@@ -788,7 +816,7 @@ func latencyRun(c cfg, s *redisSrv, v variant) (sample, error) {
 	}
 	time.Sleep(500 * time.Millisecond) // consumer up and idle before the first task
 	pid, rpid := ch.cmd.Process.Pid, s.cmd.Process.Pid
-	cpu0, rcpu0 := procCPU(pid), procCPU(rpid)
+	cpu0, rcpu0, all0, t0 := procCPU(pid), procCPU(rpid), machineBusy(), time.Now()
 	var perr error
 	if v.kind == "bullmq" {
 		p := exec.Command("node", "bullmq-driver.js", "pace", strconv.Itoa(s.port), "bench", strconv.Itoa(c.rate), strconv.Itoa(c.secs))
@@ -807,11 +835,12 @@ func latencyRun(c cfg, s *redisSrv, v variant) (sample, error) {
 	if err != nil {
 		return sample{}, err
 	}
-	cpu1, rcpu1 := procCPU(pid), procCPU(rpid)
+	cpu1, rcpu1, all1 := procCPU(pid), procCPU(rpid), machineBusy()
 	if err := ch.finish(); err != nil {
 		return sample{}, err
 	}
-	return sample{lat: lats, cpu: cpu1 - cpu0, redisCPU: rcpu1 - rcpu0}, nil
+	return sample{lat: lats, cpu: cpu1 - cpu0, redisCPU: rcpu1 - rcpu0, wall: time.Since(t0),
+		others: max(0, (all1-all0)-(cpu1-cpu0)-(rcpu1-rcpu0))}, nil
 }
 
 // paceAsynq enqueues total tasks at rate/s, each carrying its enqueue time.
@@ -991,14 +1020,15 @@ func writeResults(c cfg, servers []*redisSrv, consumers []variant, res map[strin
 		"for the consumer and for redis-server. Median (min–max) over the rounds; consumer order rotates each round. " +
 		"DB 0 of a private redis-server, flushed every round; BullMQ jobs use `removeOnComplete: true` (asynq deletes completed tasks too). " +
 		"*redis-server busy* = its CPU ÷ wall; *Redis-bound ceiling* = 1 s ÷ redis-server CPU per task, the rate at which redis-server (one thread) would be 100 % busy; " +
-		"*2-core ceiling* = 2 s ÷ (consumer + redis-server CPU per task).\n\n")
+		"*2-core ceiling* = 2 s ÷ (consumer + redis-server CPU per task); *other processes' CPU* = the machine's busy time (`/proc/stat`) minus consumer and redis-server, ÷ wall: " +
+		"how much of the 2 cores the harness and anything else running took (the machine is shared; wall-clock rates move with it, CPU per task much less).\n\n")
 	for _, s := range servers {
 		persist := "no persistence (`--save \"\" --appendonly no`)"
 		if s.name == "aof" {
 			persist = "AOF (`--appendonly yes --appendfsync everysec`)"
 		}
 		fmt.Fprintf(&b, "### Redis with %s\n\n", persist)
-		b.WriteString("| consumer | tasks/s median (min–max) | vs BullMQ | vs bare asynq | Redis cmds/task | consumer CPU µs/task | redis-server CPU µs/task | redis-server busy | Redis-bound ceiling | 2-core ceiling |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| consumer | tasks/s median (min–max) | vs BullMQ | vs bare asynq | Redis cmds/task | consumer CPU µs/task | redis-server CPU µs/task | redis-server busy | Redis-bound ceiling | 2-core ceiling | other processes' CPU |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 		medTP := map[string]float64{}
 		for _, v := range consumers {
 			var tp []float64
@@ -1008,17 +1038,18 @@ func writeResults(c cfg, servers []*redisSrv, consumers []variant, res map[strin
 			medTP[v.key()] = median(tp)
 		}
 		for _, v := range consumers {
-			var tp, cmds, cpu, rcpu, busy []float64
+			var tp, cmds, cpu, rcpu, busy, others []float64
 			for _, smp := range res[s.name][v.key()] {
 				tp = append(tp, float64(c.n)/smp.wall.Seconds())
 				cmds = append(cmds, float64(smp.cmds)/float64(c.n))
 				cpu = append(cpu, smp.cpu/float64(c.n)*1e6)
 				rcpu = append(rcpu, smp.redisCPU/float64(c.n)*1e6)
 				busy = append(busy, smp.redisCPU/smp.wall.Seconds()*100)
+				others = append(others, smp.others/smp.wall.Seconds())
 			}
-			fmt.Fprintf(&b, "| %s | %.0f (%.0f–%.0f) | %.2f× | %.2f× | %.2f | %.0f | %.0f | %.0f %% | %.0f/s | %.0f/s |\n",
+			fmt.Fprintf(&b, "| %s | %.0f (%.0f–%.0f) | %.2f× | %.2f× | %.2f | %.0f | %.0f | %.0f %% | %.0f/s | %.0f/s | %.2f cores |\n",
 				v.label(c), median(tp), slices.Min(tp), slices.Max(tp), median(tp)/medTP["bullmq"], median(tp)/medTP["bare"],
-				median(cmds), median(cpu), median(rcpu), median(busy), 1e6/median(rcpu), 2e6/(median(cpu)+median(rcpu)))
+				median(cmds), median(cpu), median(rcpu), median(busy), 1e6/median(rcpu), 2e6/(median(cpu)+median(rcpu)), median(others))
 		}
 		b.WriteString("\nRedis commands per task by command (median round by throughput):\n\n")
 		for _, v := range consumers {
@@ -1039,13 +1070,13 @@ func writeResults(c cfg, servers []*redisSrv, consumers []variant, res map[strin
 			persist = "AOF everysec"
 		}
 		fmt.Fprintf(&b, "### Redis with %s\n\n", persist)
-		b.WriteString("| consumer | n | p50 | p90 | p99 | max | p99 ÷ BullMQ p99 | consumer CPU µs/task | redis-server CPU µs/task |\n|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| consumer | n | p50 | p90 | p99 | max | p99 ÷ BullMQ p99 | consumer CPU µs/task | redis-server CPU µs/task | other processes' CPU |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		bull := pct(lat[s.name]["bullmq"].lat, 99)
 		for _, v := range latOrder {
 			smp := lat[s.name][v.key()]
 			l := smp.lat
-			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.2f | %.0f | %.0f |\n", v.label(c), len(l), ms(pct(l, 50)), ms(pct(l, 90)), ms(pct(l, 99)), ms(l[len(l)-1]),
-				float64(pct(l, 99))/float64(bull), smp.cpu/float64(len(l))*1e6, smp.redisCPU/float64(len(l))*1e6)
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.2f | %.0f | %.0f | %.2f cores |\n", v.label(c), len(l), ms(pct(l, 50)), ms(pct(l, 90)), ms(pct(l, 99)), ms(l[len(l)-1]),
+				float64(pct(l, 99))/float64(bull), smp.cpu/float64(len(l))*1e6, smp.redisCPU/float64(len(l))*1e6, smp.others/smp.wall.Seconds())
 		}
 		b.WriteString("\n")
 	}
@@ -1071,4 +1102,19 @@ func writeResults(c cfg, servers []*redisSrv, consumers []variant, res map[strin
 		}
 	}
 	return os.WriteFile(c.out, []byte(b.String()), 0o644)
+}
+
+// writeThroughputOnly writes just the throughput tables (-skip-latency).
+func writeThroughputOnly(c cfg, servers []*redisSrv, consumers []variant, res map[string]map[string][]sample) error {
+	if err := writeResults(c, servers, consumers, res, nil, nil, nil, sample{wall: time.Second}); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(c.out)
+	if err != nil {
+		return err
+	}
+	if i := strings.Index(string(b), "## Enqueue-to-start latency"); i >= 0 {
+		b = b[:i]
+	}
+	return os.WriteFile(c.out, b, 0o644)
 }

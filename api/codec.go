@@ -9,8 +9,11 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 var rawMessageType = reflect.TypeOf(json.RawMessage(nil))
@@ -56,8 +59,10 @@ func decodeJSON(body []byte, dst any) ([]FieldError, error) {
 	if _, ok := raw.(map[string]any); !ok {
 		return nil, problem(http.StatusBadRequest, "the body must be a JSON object")
 	}
-	var errs []FieldError
-	checkShape(raw, reflect.TypeOf(dst).Elem(), "", &errs)
+	errs := scanJSON(body)
+	var shape []FieldError
+	checkShape(raw, reflect.TypeOf(dst).Elem(), "", &shape)
+	errs = mergeFieldErrors(errs, shape)
 	if err := json.Unmarshal(body, dst); err != nil {
 		var te *json.UnmarshalTypeError
 		if !errors.As(err, &te) {
@@ -66,6 +71,212 @@ func decodeJSON(body []byte, dst any) ([]FieldError, error) {
 		// Already reported by checkShape; encoding/json fills in the rest.
 	}
 	return errs, nil
+}
+
+// scanJSON reports what decoding would hide: a string (key or value) that
+// is not valid UTF-8 or holds an unpaired surrogate escape, which
+// encoding/json silently turns into U+FFFD (and PostgreSQL refuses where
+// the raw JSON is kept), and a key repeated in one object, whose earlier
+// values encoding/json silently drops. body is known to be valid JSON.
+func scanJSON(body []byte) []FieldError {
+	if utf8.Valid(body) && !bytes.Contains(body, []byte(`\u`)) && !mayRepeatKeys(body) {
+		return nil // the common case, without a token walk
+	}
+	type frame struct {
+		object bool
+		n      int // values seen (array) or keys and values seen (object)
+		key    string
+		keys   map[string]bool
+	}
+	var (
+		errs  []FieldError
+		stack []frame
+	)
+	// path names the next value of the innermost container, built only
+	// when reported: building it for every value is quadratic in depth.
+	path := func() string {
+		var sb strings.Builder
+		for i := range stack {
+			f := &stack[i]
+			switch {
+			case f.object:
+				if sb.Len() > 0 {
+					sb.WriteByte('.')
+				}
+				sb.WriteString(fieldName(f.key))
+			default:
+				// The innermost array's index is the value's; an outer
+				// array's n has moved past the value it contains.
+				n := f.n
+				if i < len(stack)-1 {
+					n--
+				}
+				fmt.Fprintf(&sb, "[%d]", n)
+			}
+		}
+		return sb.String()
+	}
+	report := func(field, msg string) bool {
+		for _, e := range errs {
+			if e.Field == field {
+				return true
+			}
+		}
+		errs = append(errs, FieldError{Field: field, Message: msg})
+		return len(errs) < maxFieldErrors
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	for {
+		start := dec.InputOffset()
+		tok, err := dec.Token()
+		if err != nil {
+			return errs // io.EOF: the end
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = &stack[len(stack)-1]
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		isKey := top != nil && top.object && top.n%2 == 0
+		if str, ok := tok.(string); ok {
+			raw := body[start:dec.InputOffset()]
+			if i := bytes.IndexByte(raw, '"'); i >= 0 {
+				raw = raw[i:]
+			}
+			if isKey {
+				top.key = str
+				if top.keys == nil {
+					top.keys = map[string]bool{}
+				}
+				if top.keys[str] && !report(path(), "appears more than once; send each field once") {
+					return errs
+				}
+				top.keys[str] = true
+			}
+			if (!utf8.Valid(raw) || badSurrogate(raw)) && !report(path(), "must be valid UTF-8") {
+				return errs
+			}
+		}
+		if top != nil {
+			top.n++
+		}
+		if d, ok := tok.(json.Delim); ok {
+			stack = append(stack, frame{object: d == '{'})
+		}
+	}
+}
+
+// mayRepeatKeys is a cheap, allocation-light test that rules out repeated
+// keys in valid JSON: it compares the raw bytes of the keys of each object,
+// and gives up (true) on a key with an escape or an object of many keys.
+func mayRepeatKeys(body []byte) bool {
+	var (
+		keys   [][]byte // the keys of the open objects, innermost last
+		starts []int    // where each open container's keys begin; -1: array
+	)
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
+		case '{':
+			starts = append(starts, len(keys))
+		case '[':
+			starts = append(starts, -1)
+		case '}', ']':
+			if n := len(starts); n > 0 {
+				if starts[n-1] >= 0 {
+					keys = keys[:starts[n-1]]
+				}
+				starts = starts[:n-1]
+			}
+		case '"':
+			j := i + 1
+			for j < len(body) && body[j] != '"' {
+				if body[j] == '\\' {
+					return true
+				}
+				j++
+			}
+			k := j + 1
+			for k < len(body) && (body[k] == ' ' || body[k] == '\t' || body[k] == '\n' || body[k] == '\r') {
+				k++
+			}
+			if k < len(body) && body[k] == ':' && len(starts) > 0 && starts[len(starts)-1] >= 0 {
+				key := body[i+1 : j]
+				open := keys[starts[len(starts)-1]:]
+				if len(open) >= 64 {
+					return true
+				}
+				for _, o := range open {
+					if bytes.Equal(o, key) {
+						return true
+					}
+				}
+				keys = append(keys, key)
+			}
+			i = j
+		}
+	}
+	return false
+}
+
+// badSurrogate reports a \u escape of a surrogate half that is not part of
+// a high-low pair, in the raw text of one JSON string.
+func badSurrogate(raw []byte) bool {
+	hex4 := func(i int) int {
+		if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
+			return -1
+		}
+		v, err := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16)
+		if err != nil {
+			return -1
+		}
+		return int(v)
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		r := hex4(i)
+		switch {
+		case r < 0:
+			i++ // another escape: skip the escaped character
+		case r >= 0xD800 && r < 0xDC00:
+			if lo := hex4(i + 6); lo < 0xDC00 || lo > 0xDFFF {
+				return true
+			}
+			i += 11
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true
+		default:
+			i += 5
+		}
+	}
+	return false
+}
+
+func joinPath(prefix, name string) string {
+	if prefix == "" {
+		return fieldName(name)
+	}
+	return prefix + "." + fieldName(name)
+}
+
+var plainName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// fieldName is how a key the client sent is named in a field error: as it
+// is when plain, else quoted (an empty key, control characters) and cut to
+// 40 characters, so that an answer never carries a long or invisible name.
+func fieldName(k string) string {
+	if plainName.MatchString(k) {
+		return k
+	}
+	if r := []rune(k); len(r) > 40 {
+		k = string(r[:40]) + "…"
+	}
+	return strconv.Quote(k)
 }
 
 // checkShape reports every key of raw that t has no json field for, and
@@ -95,7 +306,7 @@ func checkShape(raw any, t reflect.Type, prefix string, errs *[]FieldError) {
 	for _, k := range keys {
 		ft, ok := known[k]
 		if !ok {
-			*errs = append(*errs, FieldError{Field: prefix + k, Message: "unknown field"})
+			*errs = append(*errs, FieldError{Field: prefix + fieldName(k), Message: "unknown field"})
 			continue
 		}
 		if !fits(obj[k], ft) {

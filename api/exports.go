@@ -78,12 +78,14 @@ func (req *exportRequest) validate() (store.ExportFilter, []FieldError) {
 	c.slug("campus", req.Campus, false)
 	c.slug("source", req.Source, false)
 	c.slug("campaign", req.Campaign, false)
+	// The filters are kept as JSON, which holds years 0000-9999 only.
+	inRange := func(t *time.Time) bool { return t == nil || (t.Year() >= 1 && t.Year() <= 9999) }
 	from, ok1 := parseBound(req.From, false)
-	if !ok1 {
+	if !ok1 || !inRange(from) {
 		c.add("from", boundHint)
 	}
 	to, ok2 := parseBound(req.To, true)
-	if !ok2 {
+	if !ok2 || !inRange(to) {
 		c.add("to", boundHint)
 	}
 	if from != nil && to != nil && !to.After(*from) {

@@ -45,10 +45,12 @@ func (s *Server) handleStats(st statsStore) http.Handler {
 		var c checker
 		from, err1 := time.Parse(time.DateOnly, q.Get("from"))
 		to, err2 := time.Parse(time.DateOnly, q.Get("to"))
-		if err1 != nil {
+		// PostgreSQL's dates start at 4713 BC, Go's year 0 is 1 BC: keep
+		// to years 1-9999.
+		if err1 != nil || from.Year() < 1 {
 			c.add("from", "required: a day as YYYY-MM-DD")
 		}
-		if err2 != nil {
+		if err2 != nil || to.Year() < 1 {
 			c.add("to", "required: a day as YYYY-MM-DD")
 		}
 		if err1 == nil && err2 == nil && (to.Before(from) || to.Sub(from) > maxStatsRange) {

@@ -93,8 +93,22 @@ func (c *checker) text(field, v string, required bool, max int, multiline bool) 
 				c.add(field, "must not contain control characters")
 				return
 			}
+			if !multiline && invisible(r) {
+				c.add(field, "must not contain invisible or direction-changing characters (U+200B, U+202E, U+FEFF, …)")
+				return
+			}
 		}
 	}
+}
+
+// invisible reports characters that make a one-line text display other
+// than it reads, or not at all: bidi embeddings, overrides and isolates,
+// zero-width space, word joiner, byte order mark, line and paragraph
+// separators. Zero-width (non-)joiners stay allowed: scripts and emoji
+// need them.
+func invisible(r rune) bool {
+	return (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) ||
+		r == 0x200B || r == 0x2060 || r == 0xFEFF || r == 0x2028 || r == 0x2029
 }
 
 func (c *checker) slug(field, v string, required bool) {
@@ -121,6 +135,10 @@ func (req *leadRequest) validate(now time.Time) (store.NewLead, []FieldError) {
 		c.add("email", "required")
 	case len(email) > 254:
 		c.add("email", "must be at most 254 characters")
+	case strings.ContainsFunc(email, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }):
+		// Quoted local parts may hold spaces and tabs; no mailbox we send
+		// to does, and a format character hides what the address is.
+		c.add("email", "must be an email address such as ana@example.com")
 	default:
 		a, err := mail.ParseAddress(email)
 		_, domain, _ := strings.Cut(email, "@")

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/cepcomunicacion/cepjobs/internal/hcaptcha"
 	"github.com/cepcomunicacion/cepjobs/store"
 )
@@ -42,9 +44,18 @@ func problem(status int, detail string) *Problem {
 func validationProblem(errs []FieldError) *Problem {
 	p := problem(http.StatusUnprocessableEntity, "the request body has invalid fields; see errors")
 	p.Type = "https://cepjobs.dev/problems/validation"
+	if len(errs) > maxFieldErrors {
+		// A body of a thousand unknown keys gets a readable answer, not a
+		// larger one.
+		errs = append(errs[:maxFieldErrors-1:maxFieldErrors-1],
+			FieldError{Field: errs[maxFieldErrors-1].Field, Message: fmt.Sprintf("and %d more problems in other fields", len(errs)-maxFieldErrors+1)})
+	}
 	p.Errors = errs
 	return p
 }
+
+// maxFieldErrors bounds the field errors of one answer.
+const maxFieldErrors = 50
 
 // toProblem is the one place an error becomes an HTTP status.
 func toProblem(err error) *Problem {
@@ -57,6 +68,13 @@ func toProblem(err error) *Problem {
 	case errors.Is(err, store.ErrIdempotencyConflict):
 		p := problem(http.StatusConflict, "this Idempotency-Key was used with a different request; use a new key for a new request")
 		p.Type = "https://cepjobs.dev/problems/idempotency-conflict"
+		return p
+	case malformedValue(err):
+		// A value PostgreSQL cannot read as its column's type: from the
+		// request (an id that uuid.Parse takes but PostgreSQL does not, such
+		// as urn:uuid:…), so the request's fault, and retrying is useless.
+		p := problem(http.StatusBadRequest, "a value in the request is malformed: ids are UUIDs such as 01a21f83-f54d-7489-8fae-08ea6ef64faa")
+		p.Type = "https://cepjobs.dev/problems/malformed-value"
 		return p
 	case errors.Is(err, hcaptcha.ErrRejected):
 		return validationProblem([]FieldError{{Field: "captcha_token", Message: "captcha verification failed"}})
@@ -81,6 +99,12 @@ func toProblem(err error) *Problem {
 }
 
 var errShuttingDown = errors.New("shutting down")
+
+// malformedValue reports PostgreSQL's invalid_text_representation (22P02).
+func malformedValue(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "22P02"
+}
 
 func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 	p.Instance = r.URL.Path

@@ -257,13 +257,6 @@ func badSurrogate(raw []byte) bool {
 	return false
 }
 
-func joinPath(prefix, name string) string {
-	if prefix == "" {
-		return fieldName(name)
-	}
-	return prefix + "." + fieldName(name)
-}
-
 var plainName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // fieldName is how a key the client sent is named in a field error: as it

@@ -67,7 +67,7 @@ type bundle struct {
 
 type option func(*api.Config, *api.Deps)
 
-func setup(t *testing.T, opts ...option) *bundle {
+func setup(t testing.TB, opts ...option) *bundle {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Config{URL: dbURL})

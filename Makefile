@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/cepcomunicacion/cepjobs/internal/version.Version=$(VERSION)
 BINARIES := cepjobs intake worker-automation worker-llm worker-stats scheduler
 
-.PHONY: run test lint build check-go clean bench chaos soak
+.PHONY: run test lint build check-go clean bench chaos soak fuzz
 
 ## run: the whole fleet in one process (cepjobs dev), dashboard included
 run: check-go
@@ -40,6 +40,11 @@ clean:
 ## bench: queue benchmarks (ours vs bare asynq vs BullMQ) into bench/RESULTS.md; needs redis-server, node, npm
 bench: check-go
 	$(GO) run ./bench/queue $(BENCH_FLAGS)
+
+## fuzz: every Fuzz target (request decoding and validation) for FUZZTIME each, one at a time; failing inputs land in api/testdata/fuzz/
+FUZZTIME ?= 60s
+fuzz: check-go
+	scripts/fuzz.sh $(FUZZTIME)
 
 ## chaos: fault injection at full length (worker SIGKILL, Redis and Postgres outages, vendor outage, rolling deploy), then the fuzzers; results in chaos/RESULTS.md
 chaos: check-go

@@ -45,8 +45,8 @@ func (s *Server) handleStats(st statsStore) http.Handler {
 		var c checker
 		from, err1 := time.Parse(time.DateOnly, q.Get("from"))
 		to, err2 := time.Parse(time.DateOnly, q.Get("to"))
-		// PostgreSQL's dates start at 4713 BC, Go's year 0 is 1 BC: keep
-		// to years 1-9999.
+		// Go reads year 0000; PostgreSQL has no year 0 (1 BC comes
+		// before AD 1) and refuses the day.
 		if err1 != nil || from.Year() < 1 {
 			c.add("from", "required: a day as YYYY-MM-DD")
 		}

@@ -15,7 +15,8 @@
 #                  data into directory D at the end
 #
 # Needs: local PostgreSQL at 127.0.0.1:5432 (user postgres, trust) with
-# pgcrypto available, Redis at 127.0.0.1:6379 (DB 15 is flushed!), go,
+# pgcrypto available, redis-server (a private one is started on a free
+# loopback port, so no other Redis user can flush the task away), go,
 # psql, pg_dump, jq, curl. The database cepjobs_bench_backup is kept for
 # re-runs (a marker in its comment says it is complete).
 set -euo pipefail
@@ -44,7 +45,7 @@ DB=cepjobs_bench_backup
 PGBASE=postgresql://postgres@127.0.0.1:5432
 DBURL="$PGBASE/$DB?sslmode=disable"
 ADMINURL="$PGBASE/postgres?sslmode=disable"
-REDIS_URL=redis://127.0.0.1:6379/15
+REDIS_URL= # the private redis-server's, once started
 # Orders rows; events get as many, attachments 2 in 5. ~1.1 GiB on disk.
 TOTAL=760000
 MIN_BYTES=$((1 << 30))
@@ -55,7 +56,7 @@ psql_db() { psql -X -q -v ON_ERROR_STOP=1 -d "$DBURL" "$@"; }
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 
-for tool in go psql pg_dump jq curl redis-cli; do
+for tool in go psql pg_dump jq curl redis-server redis-cli; do
 	command -v "$tool" >/dev/null || die "$tool not found"
 done
 
@@ -119,6 +120,7 @@ DB_SIZE=$(db_size)
 TMP=$(mktemp -d /tmp/cepjobs-bench-backup.XXXXXX)
 WORKER_PID=
 GW_PID=
+REDIS_PID=
 cleanup() {
 	local rc=$?
 	set +e
@@ -132,7 +134,10 @@ cleanup() {
 		kill -TERM "$GW_PID"
 		wait "$GW_PID" 2>/dev/null
 	fi
-	redis-cli -u "$REDIS_URL" flushdb >/dev/null 2>&1
+	if [[ -n $REDIS_PID ]] && kill -0 "$REDIS_PID" 2>/dev/null; then
+		kill -TERM "$REDIS_PID"
+		wait "$REDIS_PID" 2>/dev/null
+	fi
 	if ((rc != 0)) && [[ -f $TMP/worker.log ]]; then
 		echo "--- last lines of the worker's log:" >&2
 		tail -n 20 "$TMP/worker.log" >&2
@@ -168,8 +173,18 @@ for i in $(seq 100); do
 done
 log "versitygw on 127.0.0.1:$GW_PORT (pid $GW_PID)"
 
-redis-cli -u "$REDIS_URL" ping >/dev/null || die "redis not answering at $REDIS_URL"
-redis-cli -u "$REDIS_URL" flushdb >/dev/null
+REDIS_PORT=$("$TMP/enqueue" -free-port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+	>"$TMP/redis.log" 2>&1 &
+REDIS_PID=$!
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+for i in $(seq 100); do
+	redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 && break
+	kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited: $(cat "$TMP/redis.log")"
+	((i < 100)) || die "redis-server not answering at $REDIS_URL"
+	sleep 0.1
+done
+log "redis-server on 127.0.0.1:$REDIS_PORT (pid $REDIS_PID)"
 
 # env -i: no stray CEPJOBS_* variable of the caller's reaches the worker
 # (config.Load refuses unknown ones). Debug level for the engine's phase

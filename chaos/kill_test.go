@@ -98,18 +98,19 @@ func TestWorkerSIGKILLUnderLoad(t *testing.T) {
 		}
 		// The bound: the recoverer of the first worker started at or after
 		// this kill that lived 60 s runs 60 s after its start, when every
-		// lease of the dead worker has been expired 30 s; the forwarder
-		// moves the reclaimed task (retry, no delay) within 5 s more. A
-		// worker killed before its 60 s never runs that second recovery.
+		// lease of the dead worker has been expired 30 s. A worker killed
+		// before its 60 s never runs that second recovery. Running again
+		// then takes the forwarder (retry → pending, 5 s) and the wait
+		// behind whatever backlog the queue holds.
 		j := i
 		for j+1 < len(records) && records[j+1].at.Sub(records[j].at) < 60*time.Second {
 			j++
 		}
 		bound := records[j].at.Add(60*time.Second + 15*time.Second).Sub(r.at)
-		t.Logf("kill %d: %d held tasks; longest kill→reclaimed %s, kill→re-processed %s (bound %s)", i+1, len(r.held),
-			reclaim.Round(time.Millisecond), done.Round(time.Millisecond), bound.Round(time.Second))
-		if done > bound {
-			t.Errorf("kill %d: a held task took %s to run again, beyond the %s asynq's recovery explains", i+1, done, bound)
+		t.Logf("kill %d: %d held tasks; longest kill→reclaimed %s (bound %s), kill→re-processed %s (a reclaimed task joins the back of the queue)",
+			i+1, len(r.held), reclaim.Round(time.Millisecond), bound.Round(time.Second), done.Round(time.Millisecond))
+		if reclaim > bound {
+			t.Errorf("kill %d: a held task was reclaimed %s after the kill, beyond the %s asynq's recovery explains", i+1, reclaim, bound)
 		}
 		longestReclaim, longestDone = max(longestReclaim, reclaim), max(longestDone, done)
 	}

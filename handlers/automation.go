@@ -228,7 +228,7 @@ func (a *Automation) deliverLead(ctx context.Context, t *asynq.Task) error {
 // finish records an outcome right after the vendor answered: the window in
 // which a crash loses the record of a call that happened is this one write.
 func (a *Automation) finish(ctx context.Context, p tasks.LeadDeliver, o store.DeliveryOutcome) error {
-	status, err := a.d.Store.RecordDelivery(context.WithoutCancel(ctx), p.LeadID, string(p.Channel), o, a.d.Now())
+	status, err := a.recordDelivery(ctx, p, o)
 	if err != nil {
 		return err
 	}

@@ -195,9 +195,7 @@ func (a *Automation) deliverLead(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	progress := func(detail json.RawMessage) error {
-		return a.d.Store.SaveDeliveryDetail(context.WithoutCancel(ctx), p.LeadID, ch, detail, a.d.Now())
-	}
+	progress := func(detail json.RawMessage) error { return a.saveDetail(ctx, p, detail) }
 	start := time.Now()
 	ref, err := c.Deliver(ctx, l, prev, progress)
 	a.d.Metrics.vendorLatency.WithLabelValues(ch).Observe(time.Since(start).Seconds())

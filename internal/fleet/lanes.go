@@ -5,16 +5,17 @@ import (
 	"sync"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 )
 
 // Fetch lanes. asynq's processor takes tasks off Redis in one loop, one task
 // per round trip (an EVALSHA of its dequeue script), so a server with many
 // slots and short tasks is bound by that loop, not by its slots. A worker
 // therefore runs several asynq servers ("lanes") in one process, its
-// concurrency split between them, sharing one Redis client. Each lane is a
-// full asynq server: it registers in the dashboard's Servers list, extends
-// the leases of its own tasks, and polls empty queues on its own (idle Redis
+// concurrency split between them. Each lane is a full asynq server with its
+// own Redis connection pool (as the measured configuration had; a shared
+// pool of go-redis's default size would make 50 slots wait for 20
+// connections): it registers in the dashboard's Servers list, extends the
+// leases of its own tasks, and polls empty queues on its own (idle Redis
 // load grows with the number of lanes). bench/RESULTS.md has the
 // measurements behind the default.
 
@@ -33,13 +34,13 @@ func laneSizes(concurrency, lanes int) []int {
 }
 
 // newLanes builds one asynq server per lane, each with cfg and its share of
-// cfg.Concurrency, all on client (which the caller closes after shutdown).
-func newLanes(client redis.UniversalClient, cfg asynq.Config, lanes int) []*asynq.Server {
+// cfg.Concurrency.
+func newLanes(opt asynq.RedisConnOpt, cfg asynq.Config, lanes int) []*asynq.Server {
 	var srvs []*asynq.Server
 	for _, n := range laneSizes(cfg.Concurrency, lanes) {
 		c := cfg
 		c.Concurrency = n
-		srvs = append(srvs, asynq.NewServerFromRedisClient(client, c))
+		srvs = append(srvs, asynq.NewServer(opt, c))
 	}
 	return srvs
 }

@@ -39,7 +39,6 @@ type Worker struct {
 	name     string
 	log      *slog.Logger
 	lanes    []*asynq.Server
-	laneRDB  redis.UniversalClient
 	mux      *asynq.ServeMux
 	tasks    *taskMetrics
 	reg      *prometheus.Registry
@@ -57,8 +56,7 @@ func newWorker(name string, wc WorkerConfig, opt asynq.RedisConnOpt, log *slog.L
 		}
 		w.listener = l
 	}
-	w.laneRDB = redisconn.Client(opt)
-	w.lanes = newLanes(w.laneRDB, WorkerServerConfig(wc, log), wc.FetchLanes)
+	w.lanes = newLanes(opt, WorkerServerConfig(wc, log), wc.FetchLanes)
 	return w, nil
 }
 
@@ -75,7 +73,6 @@ func (w *Worker) MetricsAddr() string {
 // back the rest for another worker.
 func (w *Worker) Run(ctx context.Context) error {
 	defer func() {
-		_ = w.laneRDB.Close()
 		for _, c := range w.closers {
 			c()
 		}

@@ -37,7 +37,8 @@ check-go:
 clean:
 	rm -rf bin
 
-## bench: queue benchmarks (ours vs bare asynq vs BullMQ) into bench/RESULTS.md; needs redis-server, node, npm
+## bench: queue benchmarks (ours = worker-automation at its defaults, vs bare asynq vs BullMQ) into
+## bench/RESULTS.md; needs redis-server, node, npm; 10-20 min. Flags: BENCH_FLAGS=... (go run ./bench/queue -h)
 bench: check-go
 	$(GO) run ./bench/queue $(BENCH_FLAGS)
 

@@ -1012,7 +1012,7 @@ func writeResults(c cfg, servers []*redisSrv, consumers []variant, res map[strin
 		strings.TrimSpace(string(nproc)), strings.TrimSpace(cpuModel), memKB, rv, strings.TrimSpace(string(goV)), strings.TrimSpace(string(nodeV)), bullmqVersion(c),
 		loadAvg(), niceness())
 	fmt.Fprintf(&b, "**ours** is worker-automation as it starts with no CEPJOBS_* variable set but `CEPJOBS_AUTOMATION_CONCURRENCY=%d`: "+
-		"`fleet.BenchAutomationWorker` builds it with the code `NewAutomationWorker` uses (`CEPJOBS_FETCH_LANES`=%d asynq servers sharing one Redis client, "+
+		"`fleet.BenchAutomationWorker` builds it with the code `NewAutomationWorker` uses (`CEPJOBS_FETCH_LANES`=%d asynq servers, each with its own Redis pool, "+
 		"queues `critical` 6 / `default` 3, `CEPJOBS_FETCH_POLL_INTERVAL`=%v, our retry/failure/error handler config, the task middleware with its Prometheus metrics, JSON slog at info), "+
 		"with a no-op handler registered by the harness; tasks go to `critical`.\n\n", c.conc, c.lanes, c.tci)
 

@@ -495,7 +495,7 @@ func procStatus(t *testing.T, field string) int64 {
 // TestExportHundredThousandLeadsInBoundedMemory exports 100,000 leads and
 // measures the heap the export needs: rows stream from Postgres through the
 // CSV writer and a pipe into a multipart upload, so the peak is about one
-// 16 MiB part whatever the row count. Not parallel: other tests would blur
+// 5 MiB part whatever the row count. Not parallel: other tests would blur
 // the figure.
 func TestExportHundredThousandLeadsInBoundedMemory(t *testing.T) {
 	const n = 100_000
@@ -573,7 +573,7 @@ func TestExportHundredThousandLeadsInBoundedMemory(t *testing.T) {
 		t.Fatalf("export: got %q with %d rows, want completed with %d", e.Status, e.Rows, n)
 	}
 	if e.Bytes <= 2*objstore.PartSize {
-		t.Errorf("export of %d bytes: want more than two 16 MiB parts for the test to mean anything", e.Bytes)
+		t.Errorf("export of %d bytes: want more than two 5 MiB parts for the test to mean anything", e.Bytes)
 	}
 	const limit = 64 << 20
 	if growth > limit {

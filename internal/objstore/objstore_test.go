@@ -71,7 +71,7 @@ func TestUploadStreamsSeveralPartsAndPresigns(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	// About 37 MB: three parts of 16 MiB, the last one short.
+	// About 37 MB: several 5 MiB parts, the last one short.
 	h := sha256.New()
 	size, err := b.store.Upload(ctx, "exports/big.csv", "text/csv; charset=utf-8", lines(370_000, h))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cepcomunicacion/cepjobs/internal/redisconn"
@@ -178,6 +179,36 @@ func (c *cluster) waitSettled(ids []string, timeout time.Duration) time.Duration
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// drain waits up to timeout for the leads to settle and returns those that
+// did.
+func (c *cluster) drain(ids []string, timeout time.Duration) []string {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	lastLog := time.Now()
+	for {
+		n, err := c.settled(ids)
+		if (err == nil && n == len(ids)) || time.Now().After(deadline) {
+			break
+		}
+		if time.Since(lastLog) > 30*time.Second {
+			c.t.Logf("  … draining: %d of %d leads settled; redis critical queue: %s", n, len(ids), c.queueState())
+			lastLog = time.Now()
+		}
+		time.Sleep(time.Second)
+	}
+	rows, err := c.db.Query(context.Background(), `
+		select id::text from cepjobs.leads
+		where id = any($1::uuid[]) and status in ('completed', 'partial', 'failed')`, ids)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return out
 }
 
 // unsettled describes the leads not settled yet: how many per status, and

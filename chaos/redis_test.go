@@ -3,6 +3,7 @@ package chaos_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"strconv"
@@ -138,7 +139,7 @@ func redisOutage(t *testing.T, kill bool, down time.Duration) {
 	t.Logf("every lead settled %s after the last was accepted; outbox relay sent %.0f, lead sweep re-enqueued %.0f lost tasks; %s",
 		settle.Round(time.Millisecond), relayed, swept, vendorTotals(c.v))
 	o := c.check(t, accepted, 0)
-	name := "stopped 20 s"
+	name := fmt.Sprintf("stopped %s", down)
 	if kill {
 		name = "SIGKILL + AOF cut by 1 s"
 	}

@@ -58,10 +58,17 @@ func (s *Store) MarkDispatched(ctx context.Context, id string, now time.Time) er
 }
 
 // MarkDispatchedBatch records that the rows' tasks reached Redis, in one
-// statement.
+// statement and one round trip. The update looks rows up by primary key:
+// sequential scans are off for it, because the plan pgx's statement cache
+// keeps is made while the table is young (or its statistics stale), and a
+// sequential scan of the outbox per batch is what that plan chose.
 func (s *Store) MarkDispatchedBatch(ctx context.Context, ids []string, now time.Time) error {
-	_, err := s.pool.Exec(ctx, markDispatchedSQL, ids, now)
-	if err != nil {
+	b := &pgx.Batch{}
+	b.Queue("begin")
+	b.Queue("set local enable_seqscan = off")
+	b.Queue(markDispatchedSQL, ids, now)
+	b.Queue("commit")
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("mark %d outbox rows dispatched: %w", len(ids), err)
 	}
 	return nil

@@ -897,8 +897,8 @@ func report(c cfg, is []intakeSample, ps []pgbenchSample, e env) string {
 		fmt.Fprintf(&b, "| %d | %.0f | %.1f ms | %.1f ms | %.1f ms | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n",
 			i+1, acc[i], p50[i], p90[i], p99[i], errs[i], icpu[i], pgcpu[i], rcpu[i], gcpu[i], tps[i], pgtx[i])
 	}
-	fmt.Fprintf(&b, "\nLeads stored at the end (warm-up included): %d. No CPU profile: the intake has no pprof endpoint and `perf` is not usable here; "+
-		"the split above is what `/proc` measures.\n", e.leads)
+	fmt.Fprintf(&b, "\nLeads stored at the end (warm-up included): %d. A CPU profile of the intake during the first round: `-profile FILE` "+
+		"(the intake serves pprof on `CEPJOBS_PPROF_ADDR`).\n", e.leads)
 	return b.String()
 }
 

@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/cepcomunicacion/cepjobs/internal/version.Version=$(VERSION)
 BINARIES := cepjobs intake worker-automation worker-llm worker-stats scheduler
 
-.PHONY: run test lint build check-go clean bench chaos soak fuzz
+.PHONY: run test lint build check-go clean bench bench-intake bench-backup bench-export bench-all fuzz chaos soak
 
 ## run: the whole fleet in one process (cepjobs dev), dashboard included
 run: check-go
@@ -41,6 +41,21 @@ clean:
 ## bench/RESULTS.md; needs redis-server, node, npm; 10-20 min. Flags: BENCH_FLAGS=... (go run ./bench/queue -h)
 bench: check-go
 	$(GO) run ./bench/queue $(BENCH_FLAGS)
+
+## bench-intake: POST /v1/leads on the real intake (wrk, 50 connections) vs pgbench single-row INSERT; prints the section for bench/RESULTS.md
+bench-intake: check-go
+	$(GO) run ./bench/intake -write=false
+
+## bench-backup: backup:database of a 1 GiB database by the real worker-stats vs plain pg_dump (bench/backup/RESULTS.md)
+bench-backup: check-go
+	bench/backup/run.sh --rounds 3
+
+## bench-export: export of 100,000 leads by the real worker-stats, peak RSS (bench/export/RESULTS.md)
+bench-export: check-go
+	$(GO) run ./bench/export
+
+## bench-all: every benchmark above, one after the other
+bench-all: bench bench-intake bench-backup bench-export
 
 ## fuzz: every Fuzz target (request decoding and validation) for FUZZTIME each, one at a time; failing inputs land in api/testdata/fuzz/
 FUZZTIME ?= 60s

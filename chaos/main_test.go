@@ -88,12 +88,9 @@ func lengths[T any](short, full T) T {
 }
 
 // scenario marks a test as one of the fault scenarios: parallel in the
-// short run, alone in the full run, skipped by the soak run.
+// short run, alone in the full run (`make soak` selects TestSoak with -run).
 func scenario(t *testing.T) {
 	t.Helper()
-	if mode == modeSoak {
-		t.Skip("CEPJOBS_CHAOS=soak runs the soak only")
-	}
 	if mode == modeShort {
 		t.Parallel()
 	}

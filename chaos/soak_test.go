@@ -20,10 +20,7 @@ import (
 // for the scheduler, which serves none); after a warm-up both must stay
 // flat. The slope is reported per minute.
 func TestSoak(t *testing.T) {
-	switch mode {
-	case modeFull:
-		t.Skip("the ten-minute soak runs with make soak (CEPJOBS_CHAOS=soak)")
-	case modeShort:
+	if mode == modeShort {
 		t.Parallel()
 	}
 	dur, rate, every := lengths(30*time.Second, 10*time.Minute), lengths(20.0, 300.0), lengths(3*time.Second, 10*time.Second)

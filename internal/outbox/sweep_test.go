@@ -242,9 +242,6 @@ func (e *sweepEnv) rcPurge(id string) (int64, error) {
 // reads one batch and costs one pipelined round of EXISTS, never an enqueue
 // per waiting lead; the passes walk the backlog and find every lost task.
 func TestSweepBoundedOnLargeBacklog(t *testing.T) {
-	if testing.Short() {
-		t.Skip("3,000 leads")
-	}
 	e := newSweepEnv(t)
 	ctx := context.Background()
 	var lost []sweptLead

@@ -45,6 +45,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cepcomunicacion/cepjobs/bench/internal/benchstat"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cepcomunicacion/cepjobs/internal/backup/backuptest"
@@ -217,7 +219,7 @@ func run(ctx context.Context, o options) (err error) {
 		if err := os.MkdirAll(o.profile, 0o755); err != nil {
 			return err
 		}
-		port, err := freePort()
+		port, err := benchstat.FreePort()
 		if err != nil {
 			return err
 		}

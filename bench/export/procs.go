@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cepcomunicacion/cepjobs/bench/internal/benchstat"
 )
 
 // proc is a child process the benchmark started: its log goes to a file,
@@ -124,19 +126,10 @@ func (p *proc) waitLog(ctx context.Context, msg string, timeout time.Duration) (
 	}
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // startRedis runs a private redis-server on a free loopback port, without
 // persistence, and waits until it answers PING.
 func startRedis(ctx context.Context, dir string) (*proc, string, error) {
-	port, err := freePort()
+	port, err := benchstat.FreePort()
 	if err != nil {
 		return nil, "", err
 	}

@@ -29,7 +29,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -42,6 +41,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/cepcomunicacion/cepjobs/bench/internal/benchstat"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
@@ -150,7 +151,7 @@ func run() error {
 	}
 
 	// Private Redis.
-	rport, err := freePort()
+	rport, err := benchstat.FreePort()
 	if err != nil {
 		return err
 	}
@@ -183,7 +184,7 @@ func run() error {
 	step(fmt.Sprintf("database %s, redis-server on port %d (pid %d)", dbName, rport, rcmd.Process.Pid))
 
 	// Intake.
-	hport, err := freePort()
+	hport, err := benchstat.FreePort()
 	if err != nil {
 		return err
 	}
@@ -200,7 +201,7 @@ func run() error {
 	}
 	var pprofAddr string
 	if c.profile != "" {
-		pport, err := freePort()
+		pport, err := benchstat.FreePort()
 		if err != nil {
 			return err
 		}
@@ -395,7 +396,7 @@ func (g *loadGen) round(d time.Duration, intakePID, redisPID int) (intakeSample,
 	)
 	d0 := g.stats()
 	pgs := startPGSampler(g.dbName)
-	i0, r0, s0 := procCPU(intakePID), procCPU(redisPID), procCPU(os.Getpid())
+	i0, r0, s0 := benchstat.ProcCPU(intakePID), benchstat.ProcCPU(redisPID), benchstat.ProcCPU(os.Getpid())
 	t0 := time.Now()
 	for w := 0; w < g.c.conc; w++ {
 		wg.Add(1)
@@ -426,7 +427,7 @@ func (g *loadGen) round(d time.Duration, intakePID, redisPID int) (intakeSample,
 	stop.Store(true)
 	wg.Wait()
 	wall := time.Since(t0)
-	i1, r1, s1 := procCPU(intakePID), procCPU(redisPID), procCPU(os.Getpid())
+	i1, r1, s1 := benchstat.ProcCPU(intakePID), benchstat.ProcCPU(redisPID), benchstat.ProcCPU(os.Getpid())
 	pgCPU := pgs.seconds()
 	slices.Sort(lats)
 	time.Sleep(1500 * time.Millisecond) // backends flush pg_stat_database at most once a second
@@ -498,11 +499,11 @@ func (g *loadGen) wrkRound(d time.Duration, intakePID, redisPID int) (intakeSamp
 	d0 := g.stats()
 	x0 := g.readsByRelation()
 	pgs := startPGSampler(g.dbName)
-	i0, r0 := procCPU(intakePID), procCPU(redisPID)
+	i0, r0 := benchstat.ProcCPU(intakePID), benchstat.ProcCPU(redisPID)
 	if err := cmd.Run(); err != nil {
 		return intakeSample{}, fmt.Errorf("wrk: %v\n%s", err, out.String())
 	}
-	i1, r1 := procCPU(intakePID), procCPU(redisPID)
+	i1, r1 := benchstat.ProcCPU(intakePID), benchstat.ProcCPU(redisPID)
 	pgCPU := pgs.seconds()
 	var gen float64
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
@@ -609,33 +610,6 @@ func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6
 
 // ---------------------------------------------------------------- /proc
 
-var clkTck = 100.0 // USER_HZ on Linux
-
-// statFields returns the fields of /proc/<pid>/stat after the command name.
-func statFields(pid int) []string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return nil
-	}
-	return strings.Fields(s[i+1:]) // [0] = state (field 3)
-}
-
-// procCPU is utime+stime of pid in seconds.
-func procCPU(pid int) float64 {
-	f := statFields(pid)
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(f[11], 64) // field 14
-	s, _ := strconv.ParseFloat(f[12], 64) // field 15
-	return (u + s) / clkTck
-}
-
 func loadgenName(l string) string {
 	if l == "wrk" {
 		return "`wrk -t2`, a Lua script giving each request a distinct email"
@@ -675,7 +649,7 @@ func startPGSampler(db string) *pgSampler {
 			if !ours {
 				continue
 			}
-			cpu := procCPU(pid)
+			cpu := benchstat.ProcCPU(pid)
 			if _, ok := first[pid]; !ok {
 				if initial {
 					first[pid] = cpu
@@ -716,15 +690,6 @@ func (p *pgSampler) seconds() float64 {
 
 // ---------------------------------------------------------------- helpers
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func waitReady(url string, done <-chan struct{}, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -758,33 +723,14 @@ func (s intakeSample) pct(p float64) int64 {
 	if s.wrkPct != nil {
 		return s.wrkPct[p]
 	}
-	return pct(s.lat, p)
-}
-
-func pct(sorted []int64, p float64) int64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[int(float64(len(sorted)-1)*p/100)]
+	return benchstat.Pct(s.lat, p)
 }
 
 func ms(us int64) string { return fmt.Sprintf("%.1f ms", float64(us)/1000) }
 
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 // mmm is "median (min–max)" with the given format.
 func mmm(xs []float64, f string) string {
-	return fmt.Sprintf(f+" ("+f+"–"+f+")", median(xs), slices.Min(xs), slices.Max(xs))
+	return fmt.Sprintf(f+" ("+f+"–"+f+")", benchstat.Median(xs), slices.Min(xs), slices.Max(xs))
 }
 
 // ---------------------------------------------------------------- report
@@ -817,7 +763,7 @@ func report(c cfg, is []intakeSample, ps []pgbenchSample, e env) string {
 		pgtx = append(pgtx, s.pgCPU/float64(s.tx)*1e6)
 		clitx = append(clitx, s.cliCPU/float64(s.tx)*1e6)
 	}
-	ratio := median(acc) / median(tps)
+	ratio := benchstat.Median(acc) / benchstat.Median(tps)
 	met := func(ok bool) string {
 		if ok {
 			return "met"
@@ -876,7 +822,7 @@ func report(c cfg, is []intakeSample, ps []pgbenchSample, e env) string {
 	fmt.Fprintf(&b, "| ratio accepted leads/s ÷ pgbench tps (medians) | %.2f | ≥ 0.5 — %s |\n", ratio, met(ratio >= 0.5))
 	fmt.Fprintf(&b, "| intake latency p50 | %s ms | |\n", mmm(p50, "%.1f"))
 	fmt.Fprintf(&b, "| intake latency p90 | %s ms | |\n", mmm(p90, "%.1f"))
-	fmt.Fprintf(&b, "| intake latency p99 | %s ms | ≤ 25 ms — %s |\n", mmm(p99, "%.1f"), met(median(p99) <= 25))
+	fmt.Fprintf(&b, "| intake latency p99 | %s ms | ≤ 25 ms — %s |\n", mmm(p99, "%.1f"), met(benchstat.Median(p99) <= 25))
 	fmt.Fprintf(&b, "| errors (non-202 or transport), per round | %s (statuses over all rounds: %s) | 0 |\n", mmm(errs, "%.0f"), fmtStatuses(statuses))
 	fmt.Fprintf(&b, "| intake CPU per request | %s µs | |\n", mmm(icpu, "%.0f"))
 	fmt.Fprintf(&b, "| PostgreSQL CPU per intake request | %s µs | |\n", mmm(pgcpu, "%.0f"))
@@ -889,7 +835,7 @@ func report(c cfg, is []intakeSample, ps []pgbenchSample, e env) string {
 		com, ins, upd, ret = append(com, s.db.commits/n), append(ins, s.db.inserted/n), append(upd, s.db.updated/n), append(ret, (s.db.returned+s.db.fetched)/n)
 	}
 	fmt.Fprintf(&b, "| PostgreSQL work per intake request (`pg_stat_database` deltas, includes the relay's and pool's own queries) | %.2f commits, %.2f rows inserted, %.2f updated, %.0f rows read (returned+fetched) | |\n",
-		median(com), median(ins), median(upd), median(ret))
+		benchstat.Median(com), benchstat.Median(ins), benchstat.Median(upd), benchstat.Median(ret))
 	fmt.Fprintf(&b, "| PostgreSQL CPU per pgbench transaction | %s µs | |\n", mmm(pgtx, "%.0f"))
 	fmt.Fprintf(&b, "| pgbench client CPU per transaction | %s µs | |\n", mmm(clitx, "%.0f"))
 	b.WriteString("\nPer round:\n\n| round | accepted/s | p50 | p90 | p99 | errors | intake µs/req | postgres µs/req | redis µs/req | loadgen µs/req | pgbench tps | postgres µs/tx |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +30,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cepcomunicacion/cepjobs/bench/internal/benchstat"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -451,7 +452,7 @@ func orchestrate() error {
 			}
 			slices.Sort(smp.lat)
 			lat[s.name][v.key()] = smp
-			step(fmt.Sprintf("latency redis=%s %-16s p50 %s p90 %s p99 %s (n=%d)", s.name, v.key(), ms(pct(smp.lat, 50)), ms(pct(smp.lat, 90)), ms(pct(smp.lat, 99)), len(smp.lat)))
+			step(fmt.Sprintf("latency redis=%s %-16s p50 %s p90 %s p99 %s (n=%d)", s.name, v.key(), ms(benchstat.Pct(smp.lat, 50)), ms(benchstat.Pct(smp.lat, 90)), ms(benchstat.Pct(smp.lat, 99)), len(smp.lat)))
 		}
 	}
 	// Idle cost: empty queues, AOF Redis.
@@ -497,17 +498,8 @@ func pprofTop(c cfg, prof, out string) error {
 	return os.WriteFile(out, top, 0o644)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func startRedis(tmp, name string, extra []string) (*redisSrv, error) {
-	port, err := freePort()
+	port, err := benchstat.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -698,20 +690,6 @@ func (ch *child) readDone(timeout time.Duration, wantLat bool) (time.Duration, [
 	}
 }
 
-// procCPU is utime+stime of pid in seconds, from /proc/<pid>/stat.
-func procCPU(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	// f[0] is field 3 (state); utime is field 14, stime 15.
-	u, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (u + st) / 100 // CLK_TCK is 100 on Linux
-}
-
 func commandStats(rdb *redis.Client) (int64, map[string]int64, error) {
 	info, err := rdb.Info(context.Background(), "commandstats").Result()
 	if err != nil {
@@ -760,7 +738,7 @@ func throughputRound(c cfg, s *redisSrv, v variant, prof string) (sample, error)
 		return sample{}, err
 	}
 	pid, rpid := ch.cmd.Process.Pid, s.cmd.Process.Pid
-	cpu0, rcpu0, all0 := procCPU(pid), procCPU(rpid), machineBusy()
+	cpu0, rcpu0, all0 := benchstat.ProcCPU(pid), benchstat.ProcCPU(rpid), machineBusy()
 	if _, err := io.WriteString(ch.stdin, "go\n"); err != nil {
 		return sample{}, err
 	}
@@ -770,7 +748,7 @@ func throughputRound(c cfg, s *redisSrv, v variant, prof string) (sample, error)
 	}
 	all1 := machineBusy()
 	time.Sleep(100 * time.Millisecond) // let the last acknowledgements land
-	cpu1, rcpu1 := procCPU(pid), procCPU(rpid)
+	cpu1, rcpu1 := benchstat.ProcCPU(pid), benchstat.ProcCPU(rpid)
 	cmds, bd, err := commandStats(s.rdb)
 	if err != nil {
 		return sample{}, err
@@ -816,7 +794,7 @@ func latencyRun(c cfg, s *redisSrv, v variant) (sample, error) {
 	}
 	time.Sleep(500 * time.Millisecond) // consumer up and idle before the first task
 	pid, rpid := ch.cmd.Process.Pid, s.cmd.Process.Pid
-	cpu0, rcpu0, all0, t0 := procCPU(pid), procCPU(rpid), machineBusy(), time.Now()
+	cpu0, rcpu0, all0, t0 := benchstat.ProcCPU(pid), benchstat.ProcCPU(rpid), machineBusy(), time.Now()
 	var perr error
 	if v.kind == "bullmq" {
 		p := exec.Command("node", "bullmq-driver.js", "pace", strconv.Itoa(s.port), "bench", strconv.Itoa(c.rate), strconv.Itoa(c.secs))
@@ -835,7 +813,7 @@ func latencyRun(c cfg, s *redisSrv, v variant) (sample, error) {
 	if err != nil {
 		return sample{}, err
 	}
-	cpu1, rcpu1, all1 := procCPU(pid), procCPU(rpid), machineBusy()
+	cpu1, rcpu1, all1 := benchstat.ProcCPU(pid), benchstat.ProcCPU(rpid), machineBusy()
 	if err := ch.finish(); err != nil {
 		return sample{}, err
 	}
@@ -899,14 +877,14 @@ func idleRun(c cfg, s *redisSrv, vs []variant, prof string) (sample, error) {
 	}
 	cpu := func() (sum float64) {
 		for _, ch := range chs {
-			sum += procCPU(ch.cmd.Process.Pid)
+			sum += benchstat.ProcCPU(ch.cmd.Process.Pid)
 		}
 		return sum
 	}
 	rpid := s.cmd.Process.Pid
-	cpu0, rcpu0, t0 := cpu(), procCPU(rpid), time.Now()
+	cpu0, rcpu0, t0 := cpu(), benchstat.ProcCPU(rpid), time.Now()
 	time.Sleep(idleFor)
-	cpu1, rcpu1, wall := cpu(), procCPU(rpid), time.Since(t0)
+	cpu1, rcpu1, wall := cpu(), benchstat.ProcCPU(rpid), time.Since(t0)
 	cmds, bd, err := commandStats(s.rdb)
 	if err != nil {
 		return sample{}, err
@@ -916,24 +894,7 @@ func idleRun(c cfg, s *redisSrv, vs []variant, prof string) (sample, error) {
 
 // ------------------------------------------------------------------ report
 
-func pct(sorted []int64, p float64) int64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(float64(len(sorted)-1) * p / 100)
-	return sorted[i]
-}
-
 func ms(us int64) string { return fmt.Sprintf("%.2f ms", float64(us)/1000) }
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
 
 func bullmqVersion(c cfg) string {
 	b, err := os.ReadFile(filepath.Join(c.root, "bench/peers/node_modules/bullmq/package.json"))
@@ -1037,7 +998,7 @@ func writeResults(c cfg, servers []*redisSrv, consumers []variant, res map[strin
 			for _, smp := range res[s.name][v.key()] {
 				tp = append(tp, float64(c.n)/smp.wall.Seconds())
 			}
-			medTP[v.key()] = median(tp)
+			medTP[v.key()] = benchstat.Median(tp)
 		}
 		for _, v := range consumers {
 			var tp, cmds, cpu, rcpu, busy, others []float64
@@ -1050,8 +1011,8 @@ func writeResults(c cfg, servers []*redisSrv, consumers []variant, res map[strin
 				others = append(others, smp.others/smp.wall.Seconds())
 			}
 			fmt.Fprintf(&b, "| %s | %.0f (%.0f–%.0f) | %.2f× | %.2f× | %.2f | %.0f | %.0f | %.0f %% | %.0f/s | %.0f/s | %.2f cores |\n",
-				v.label(c), median(tp), slices.Min(tp), slices.Max(tp), median(tp)/medTP["bullmq"], median(tp)/medTP["bare"],
-				median(cmds), median(cpu), median(rcpu), median(busy), 1e6/median(rcpu), 2e6/(median(cpu)+median(rcpu)), median(others))
+				v.label(c), benchstat.Median(tp), slices.Min(tp), slices.Max(tp), benchstat.Median(tp)/medTP["bullmq"], benchstat.Median(tp)/medTP["bare"],
+				benchstat.Median(cmds), benchstat.Median(cpu), benchstat.Median(rcpu), benchstat.Median(busy), 1e6/benchstat.Median(rcpu), 2e6/(benchstat.Median(cpu)+benchstat.Median(rcpu)), benchstat.Median(others))
 		}
 		b.WriteString("\nRedis commands per task by command (median round by throughput):\n\n")
 		for _, v := range consumers {
@@ -1073,12 +1034,12 @@ func writeResults(c cfg, servers []*redisSrv, consumers []variant, res map[strin
 		}
 		fmt.Fprintf(&b, "### Redis with %s\n\n", persist)
 		b.WriteString("| consumer | n | p50 | p90 | p99 | max | p99 ÷ BullMQ p99 | consumer CPU µs/task | redis-server CPU µs/task | other processes' CPU |\n|---|---|---|---|---|---|---|---|---|---|\n")
-		bull := pct(lat[s.name]["bullmq"].lat, 99)
+		bull := benchstat.Pct(lat[s.name]["bullmq"].lat, 99)
 		for _, v := range latOrder {
 			smp := lat[s.name][v.key()]
 			l := smp.lat
-			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.2f | %.0f | %.0f | %.2f cores |\n", v.label(c), len(l), ms(pct(l, 50)), ms(pct(l, 90)), ms(pct(l, 99)), ms(l[len(l)-1]),
-				float64(pct(l, 99))/float64(bull), smp.cpu/float64(len(l))*1e6, smp.redisCPU/float64(len(l))*1e6, smp.others/smp.wall.Seconds())
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.2f | %.0f | %.0f | %.2f cores |\n", v.label(c), len(l), ms(benchstat.Pct(l, 50)), ms(benchstat.Pct(l, 90)), ms(benchstat.Pct(l, 99)), ms(l[len(l)-1]),
+				float64(benchstat.Pct(l, 99))/float64(bull), smp.cpu/float64(len(l))*1e6, smp.redisCPU/float64(len(l))*1e6, smp.others/smp.wall.Seconds())
 		}
 		b.WriteString("\n")
 	}

@@ -78,11 +78,11 @@ type Dispatcher struct {
 	// marks carries rows enqueued inline to the goroutine that records them
 	// dispatched, many per UPDATE.
 	marks       chan string
-	markStarted atomic.Bool
-	markMu      sync.Mutex
+	markMu      sync.Mutex // guards markStarted and closed
+	markStarted bool
+	closed      bool
 	markStop    chan struct{}
 	markDone    chan struct{}
-	closed      bool
 }
 
 // OnRecovery sets a function called once each time Redis takes tasks again
@@ -150,8 +150,8 @@ func (d *Dispatcher) Now(ctx context.Context, id, taskType string, payload []byt
 func (d *Dispatcher) mark(ctx context.Context, id string) {
 	d.markMu.Lock()
 	if !d.closed {
-		if !d.markStarted.Load() {
-			d.markStarted.Store(true)
+		if !d.markStarted {
+			d.markStarted = true
 			go d.recordMarks()
 		}
 		select {
@@ -209,7 +209,7 @@ func (d *Dispatcher) recordMarks() {
 // a dispatch after Close records its own mark.
 func (d *Dispatcher) Close() {
 	d.markMu.Lock()
-	started := d.markStarted.Load()
+	started := d.markStarted
 	if !d.closed {
 		d.closed = true
 		close(d.markStop)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -46,7 +48,143 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 // an error (400). Unknown fields and values of the wrong JSON type come back
 // as field errors, every one of them, with dst filled in as far as it could
 // be, so the caller can validate the rest and report everything at once.
+//
+// The common body, a plain object that fits dst, is decoded once
+// (decodeFast); any other goes through decodeJSONSlow, whose answer is the
+// one for every body.
 func decodeJSON(body []byte, dst any) ([]FieldError, error) {
+	if decodeFast(body, dst) {
+		return nil, nil // what decodeJSONSlow answers for such a body
+	}
+	return decodeJSONSlow(body, dst)
+}
+
+// decodeFast decodes body into dst in one strict pass when that gives
+// exactly what decodeJSONSlow would, no field errors, and reports whether
+// it did; else it leaves dst as it found it (zero). It takes only:
+//   - a zero *struct whose type fastDecodable accepts, so dst can be put
+//     back as it was and every key that strict decoding accepts is a key
+//     checkShape knows, and every value it accepts fits;
+//   - a body that starts with '{' (strict decoding into a struct takes
+//     null too), and that scanJSON passes without its token walk: valid
+//     UTF-8, no escape at all, no key repeated in an object;
+//   - keys made of [a-z0-9_] only: encoding/json matches keys to json tags
+//     ignoring case and with Unicode folding ("EMAIL", "\u017fite" with a
+//     long s), where checkShape matches exactly; with keys and tags both
+//     lowercase ASCII, the two agree;
+//   - a body strict decoding (DisallowUnknownFields) takes whole, with
+//     nothing after the object.
+func decodeFast(body []byte, dst any) bool {
+	v := reflect.ValueOf(dst)
+	if v.Kind() != reflect.Pointer || v.IsNil() {
+		return false
+	}
+	e := v.Elem()
+	if e.Kind() != reflect.Struct || !fastDecodable(e.Type()) || !e.IsZero() {
+		return false
+	}
+	i := 0
+	for i < len(body) && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r') {
+		i++
+	}
+	if i == len(body) || body[i] != '{' {
+		return false
+	}
+	if !utf8.Valid(body) || bytes.Contains(body, []byte(`\u`)) || scanKeys(body, true) {
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		e.SetZero()
+		return false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		e.SetZero()
+		return false
+	}
+	return true
+}
+
+// fastTypes caches fastDecodable: reflect.Type to bool.
+var fastTypes sync.Map
+
+var (
+	jsonUnmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+	plainTagName        = regexp.MustCompile(`^[a-z0-9_]+$`)
+)
+
+// fastDecodable reports whether decodeFast may decode into a struct of
+// type t: whether strict decoding into t accepts only what checkShape and
+// fits accept. It holds for a struct, and the structs it reaches, made of
+// exported, non-embedded fields, each with a json tag of [a-z0-9_] (no
+// option but omitempty or omitzero, no name twice), of these types: string,
+// bool, int, int64, float64 (the numbers fits takes), json.RawMessage,
+// such a struct, or a pointer to one of them; none with an UnmarshalJSON
+// or UnmarshalText of its own. Anything else (an untagged field, which
+// encoding/json matches by its Go name; a ",string" option; an interface,
+// map or slice; time.Time; an int8, which fits refuses) is left to the
+// slow path.
+func fastDecodable(t reflect.Type) bool {
+	if ok, found := fastTypes.Load(t); found {
+		return ok.(bool)
+	}
+	ok := fastType(t, map[reflect.Type]bool{})
+	fastTypes.Store(t, ok)
+	return ok
+}
+
+func fastType(t reflect.Type, seen map[reflect.Type]bool) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == rawMessageType {
+		return true
+	}
+	if t.Implements(jsonUnmarshalerType) || reflect.PointerTo(t).Implements(jsonUnmarshalerType) ||
+		t.Implements(textUnmarshalerType) || reflect.PointerTo(t).Implements(textUnmarshalerType) {
+		return false
+	}
+	switch t.Kind() {
+	case reflect.String, reflect.Bool, reflect.Int, reflect.Int64, reflect.Float64:
+		return true
+	case reflect.Struct:
+	default:
+		return false
+	}
+	if seen[t] {
+		return true // being checked further up
+	}
+	seen[t] = true
+	names := map[string]bool{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() || f.Anonymous {
+			return false
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !plainTagName.MatchString(name) || names[name] {
+			return false
+		}
+		names[name] = true
+		for opts != "" {
+			var opt string
+			opt, opts, _ = strings.Cut(opts, ",")
+			if opt != "omitempty" && opt != "omitzero" {
+				return false
+			}
+		}
+		if !fastType(f.Type, seen) {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeJSONSlow is decodeJSON for any body: it decodes body generically
+// to check its shape against dst, then into dst.
+func decodeJSONSlow(body []byte, dst any) ([]FieldError, error) {
 	var raw any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -173,7 +311,13 @@ func scanJSON(body []byte) []FieldError {
 // mayRepeatKeys is a cheap, allocation-light test that rules out repeated
 // keys in valid JSON: it compares the raw bytes of the keys of each object,
 // and gives up (true) on a key with an escape or an object of many keys.
-func mayRepeatKeys(body []byte) bool {
+func mayRepeatKeys(body []byte) bool { return scanKeys(body, false) }
+
+// scanKeys is mayRepeatKeys; with plain set, it also gives up (true) on a
+// key that is empty or has a byte outside [a-z0-9_]. It gives up on any
+// string with an escape, key or value, so on a body that turns out to be
+// valid JSON, what it takes for keys are the keys.
+func scanKeys(body []byte, plain bool) bool {
 	var (
 		keys   [][]byte // the keys of the open objects, innermost last
 		starts []int    // where each open container's keys begin; -1: array
@@ -205,6 +349,9 @@ func mayRepeatKeys(body []byte) bool {
 			}
 			if k < len(body) && body[k] == ':' && len(starts) > 0 && starts[len(starts)-1] >= 0 {
 				key := body[i+1 : j]
+				if plain && !plainKey(key) {
+					return true
+				}
 				open := keys[starts[len(starts)-1]:]
 				if len(open) >= 64 {
 					return true
@@ -220,6 +367,16 @@ func mayRepeatKeys(body []byte) bool {
 		}
 	}
 	return false
+}
+
+// plainKey reports whether key is non-empty and made of [a-z0-9_] only.
+func plainKey(key []byte) bool {
+	for _, c := range key {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return len(key) > 0
 }
 
 // badSurrogate reports a \u escape of a surrogate half that is not part of

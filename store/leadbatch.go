@@ -184,59 +184,111 @@ type storedIdem struct {
 
 // submitBatch stores jobs in one transaction. An error fails them all; a
 // per-job error (an Idempotency-Key conflict) is in that job's result.
+//
+// The transaction is two round trips: begin, the locks and the reads go in
+// one pipelined batch, the inserts and the commit in another. Each statement
+// still runs after the one before it (the reads see what the locks protect),
+// but neither side waits on the network in between.
 func (s *Store) submitBatch(ctx context.Context, jobs []*leadJob) ([]jobResult, error) {
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Release()
+	results, err := submitBatchOn(ctx, c.Conn(), jobs)
+	if err != nil && !c.Conn().IsClosed() {
+		// Whatever the batch left open ends here; a connection that cannot
+		// even roll back is not given back to the pool.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, rerr := c.Conn().Exec(rctx, "rollback"); rerr != nil {
+			_ = c.Conn().Close(rctx)
+		}
+	}
+	return results, err
+}
+
+func submitBatchOn(ctx context.Context, conn *pgx.Conn, jobs []*leadJob) ([]jobResult, error) {
 	results := make([]jobResult, len(jobs))
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		clear(results)
-		// 1. Every lock of the batch, in key order.
-		keys := make([]int64, 0, 2*len(jobs))
-		norms := make([]string, len(jobs))
-		for i, j := range jobs {
-			norms[i] = NormalizeEmail(j.lead.Email)
-			keys = append(keys, lockKey("lead", norms[i], j.lead.Course))
-			if j.idem != nil {
-				keys = append(keys, lockKey("idem", j.idem.Principal, j.idem.Key))
-			}
-		}
-		slices.Sort(keys)
-		keys = slices.Compact(keys)
-		if _, err := tx.Exec(ctx, `select pg_advisory_xact_lock(k) from unnest($1::int8[]) as k`, keys); err != nil {
-			return err
-		}
 
-		// 2. Idempotency keys seen before.
-		idems, err := readIdempotencies(ctx, tx, jobs)
-		if err != nil {
-			return err
+	// Every lock of the batch, in key order; the idempotency keys seen
+	// before; the leads already received within the duplicate window.
+	keys := make([]int64, 0, 2*len(jobs))
+	norms := make([]string, len(jobs))
+	var principals, idemKeys []string
+	for i, j := range jobs {
+		norms[i] = NormalizeEmail(j.lead.Email)
+		keys = append(keys, lockKey("lead", norms[i], j.lead.Course))
+		if j.idem != nil {
+			keys = append(keys, lockKey("idem", j.idem.Principal, j.idem.Key))
+			principals, idemKeys = append(principals, j.idem.Principal), append(idemKeys, j.idem.Key)
 		}
-
-		// 3. Leads already received within the duplicate window.
-		var (
-			emails, courses []string
-			oldest          = jobs[0].now
-			seen            = map[dupKey]bool{}
-		)
-		for i, j := range jobs {
-			k := dupKey{norms[i], j.lead.Course}
-			if !seen[k] {
-				seen[k] = true
-				emails, courses = append(emails, k.email), append(courses, k.course)
-			}
-			if j.now.Before(oldest) {
-				oldest = j.now
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	var (
+		emails, courses []string
+		oldest          = jobs[0].now
+		seen            = map[dupKey]bool{}
+	)
+	for i, j := range jobs {
+		k := dupKey{norms[i], j.lead.Course}
+		if !seen[k] {
+			seen[k] = true
+			emails, courses = append(emails, k.email), append(courses, k.course)
+		}
+		if j.now.Before(oldest) {
+			oldest = j.now
+		}
+	}
+	b := &pgx.Batch{}
+	b.Queue("begin")
+	b.Queue(`select pg_advisory_xact_lock(k) from unnest($1::int8[]) as k`, keys)
+	if len(idemKeys) > 0 {
+		b.Queue(`
+			select k.principal, k.key, k.request_hash, k.status_code, k.response_body
+			from cepjobs.idempotency_keys k
+			join unnest($1::text[], $2::text[]) as u(p, k) on k.principal = u.p and k.key = u.k`, principals, idemKeys)
+	}
+	// LATERAL: one index probe per email and course, never a scan of the
+	// window.
+	b.Queue(`
+		select u.e, u.c, l.id::text, l.status, l.received_at
+		from unnest($1::text[], $2::text[]) as u(e, c)
+		cross join lateral (
+			select id, status, received_at from cepjobs.leads
+			where email_normalized = u.e and course = u.c and received_at > $3
+			order by received_at desc limit 1) as l`,
+		emails, courses, oldest.Add(-DuplicateWindow))
+	idems := map[idemKey]storedIdem{}
+	existing := make(map[dupKey]existingLead, len(emails))
+	if err := func() error {
+		br := conn.SendBatch(ctx, b)
+		defer br.Close()
+		for range 2 { // begin, locks
+			if _, err := br.Exec(); err != nil {
+				return err
 			}
 		}
-		existing := make(map[dupKey]existingLead, len(emails))
-		// LATERAL: one index probe per email and course, never a scan of
-		// the window.
-		rows, err := tx.Query(ctx, `
-			select u.e, u.c, l.id::text, l.status, l.received_at
-			from unnest($1::text[], $2::text[]) as u(e, c)
-			cross join lateral (
-				select id, status, received_at from cepjobs.leads
-				where email_normalized = u.e and course = u.c and received_at > $3
-				order by received_at desc limit 1) as l`,
-			emails, courses, oldest.Add(-DuplicateWindow))
+		if len(idemKeys) > 0 {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var ik idemKey
+				var st storedIdem
+				if err := rows.Scan(&ik.principal, &ik.key, &st.hash, &st.resp.Status, &st.resp.Body); err != nil {
+					rows.Close()
+					return err
+				}
+				idems[ik] = st
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		rows, err := br.Query()
 		if err != nil {
 			return err
 		}
@@ -252,114 +304,87 @@ func (s *Store) submitBatch(ctx context.Context, jobs []*leadJob) ([]jobResult, 
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		return br.Close()
+	}(); err != nil {
+		return nil, err
+	}
 
-		// 4. Decide each job, in arrival order.
-		var ins leadInserts
-		var ob outboxInserts
-		answered := map[idemKey]int{} // idempotency key → job index answered in this batch
-		for i, j := range jobs {
-			if j.idem != nil {
-				ik := idemKey{j.idem.Principal, j.idem.Key}
-				if st, ok := idems[ik]; ok {
-					if string(st.hash) != string(j.idem.RequestHash) {
-						results[i].err = fmt.Errorf("submit lead: %w", ErrIdempotencyConflict)
-					} else {
-						resp := st.resp
-						results[i].res.Replay = &resp
-					}
-					continue
-				}
-				if first, ok := answered[ik]; ok {
-					// The same key twice in one batch: the second is a retry
-					// of the first and gets its answer.
-					if string(jobs[first].idem.RequestHash) != string(j.idem.RequestHash) {
-						results[i].err = fmt.Errorf("submit lead: %w", ErrIdempotencyConflict)
-						continue
-					}
-					resp, err := jobs[first].idem.Render(results[first].res)
-					if err != nil {
-						return err
-					}
+	// Decide each job, in arrival order.
+	var ins leadInserts
+	var ob outboxInserts
+	answered := map[idemKey]int{} // idempotency key → job index answered in this batch
+	for i, j := range jobs {
+		if j.idem != nil {
+			ik := idemKey{j.idem.Principal, j.idem.Key}
+			if st, ok := idems[ik]; ok {
+				if string(st.hash) != string(j.idem.RequestHash) {
+					results[i].err = fmt.Errorf("submit lead: %w", ErrIdempotencyConflict)
+				} else {
+					resp := st.resp
 					results[i].res.Replay = &resp
-					continue
 				}
-				answered[ik] = i
-			}
-			k := dupKey{norms[i], j.lead.Course}
-			if e, ok := existing[k]; ok && e.receivedAt.After(j.now.Add(-DuplicateWindow)) {
-				results[i].res = LeadSubmission{LeadID: e.id, Duplicate: true, Status: e.status}
 				continue
 			}
-			id, err := uuid.NewV7()
-			if err != nil {
-				return err
+			if first, ok := answered[ik]; ok {
+				// The same key twice in one batch: the second is a retry
+				// of the first and gets its answer.
+				if string(jobs[first].idem.RequestHash) != string(j.idem.RequestHash) {
+					results[i].err = fmt.Errorf("submit lead: %w", ErrIdempotencyConflict)
+					continue
+				}
+				resp, err := jobs[first].idem.Render(results[first].res)
+				if err != nil {
+					return nil, err
+				}
+				results[i].res.Replay = &resp
+				continue
 			}
-			payload, err := j.payload(id.String())
-			if err != nil {
-				return err
-			}
-			obID, err := uuid.NewV7()
-			if err != nil {
-				return err
-			}
-			if err := ins.add(id.String(), norms[i], j.lead, j.now); err != nil {
-				return err
-			}
-			ob.add(obID.String(), j.taskType, payload, j.now)
-			results[i].res = LeadSubmission{LeadID: id.String(), OutboxID: obID.String(), Status: LeadQueued}
-			// A later job of this batch with the same email and course is a
-			// duplicate of this one.
-			existing[k] = existingLead{id: id.String(), status: LeadQueued, receivedAt: j.now}
+			answered[ik] = i
 		}
+		k := dupKey{norms[i], j.lead.Course}
+		if e, ok := existing[k]; ok && e.receivedAt.After(j.now.Add(-DuplicateWindow)) {
+			results[i].res = LeadSubmission{LeadID: e.id, Duplicate: true, Status: e.status}
+			continue
+		}
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, err
+		}
+		payload, err := j.payload(id.String())
+		if err != nil {
+			return nil, err
+		}
+		if err := ins.add(id.String(), norms[i], j.lead, j.now); err != nil {
+			return nil, err
+		}
+		// The outbox row (and TaskID) has the lead's id: the sweep finds
+		// it by primary key.
+		ob.add(id.String(), j.taskType, payload, j.now)
+		results[i].res = LeadSubmission{LeadID: id.String(), OutboxID: id.String(), Status: LeadQueued}
+		// A later job of this batch with the same email and course is a
+		// duplicate of this one.
+		existing[k] = existingLead{id: id.String(), status: LeadQueued, receivedAt: j.now}
+	}
 
-		// 5. One insert per table.
-		if len(ins.id) > 0 {
-			if err := ins.exec(ctx, tx); err != nil {
-				return err
-			}
-			if err := ob.exec(ctx, tx); err != nil {
-				return err
-			}
-		}
-		return saveIdempotencies(ctx, tx, jobs, results)
-	})
-	if err != nil {
+	// One insert per table, then commit.
+	b = &pgx.Batch{}
+	if len(ins.id) > 0 {
+		ins.queue(b)
+		ob.queue(b)
+	}
+	if err := queueIdempotencies(b, jobs, results); err != nil {
+		return nil, err
+	}
+	b.Queue("commit")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
 	return results, nil
 }
 
-func readIdempotencies(ctx context.Context, tx pgx.Tx, jobs []*leadJob) (map[idemKey]storedIdem, error) {
-	var principals, keys []string
-	for _, j := range jobs {
-		if j.idem != nil {
-			principals, keys = append(principals, j.idem.Principal), append(keys, j.idem.Key)
-		}
-	}
-	out := map[idemKey]storedIdem{}
-	if len(keys) == 0 {
-		return out, nil
-	}
-	rows, err := tx.Query(ctx, `
-		select k.principal, k.key, k.request_hash, k.status_code, k.response_body
-		from cepjobs.idempotency_keys k
-		join unnest($1::text[], $2::text[]) as u(p, k) on k.principal = u.p and k.key = u.k`, principals, keys)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var ik idemKey
-		var st storedIdem
-		if err := rows.Scan(&ik.principal, &ik.key, &st.hash, &st.resp.Status, &st.resp.Body); err != nil {
-			return nil, err
-		}
-		out[ik] = st
-	}
-	return out, rows.Err()
-}
-
-func saveIdempotencies(ctx context.Context, tx pgx.Tx, jobs []*leadJob, results []jobResult) error {
+// queueIdempotencies queues the insert of the answers to remember under the
+// jobs' Idempotency-Keys.
+func queueIdempotencies(b *pgx.Batch, jobs []*leadJob, results []jobResult) error {
 	var (
 		principals, keys []string
 		hashes, bodies   [][]byte
@@ -388,11 +413,11 @@ func saveIdempotencies(ctx context.Context, tx pgx.Tx, jobs []*leadJob, results 
 	if len(keys) == 0 {
 		return nil
 	}
-	_, err := tx.Exec(ctx, `
+	b.Queue(`
 		insert into cepjobs.idempotency_keys (principal, key, request_hash, status_code, response_body, created_at)
 		select * from unnest($1::text[], $2::text[], $3::bytea[], $4::int4[], $5::bytea[], $6::timestamptz[])`,
 		principals, keys, hashes, codes, bodies, created)
-	return err
+	return nil
 }
 
 // leadInserts are the columns of the leads a batch stores.
@@ -440,8 +465,8 @@ func (c *leadInserts) add(id, norm string, l NewLead, now time.Time) error {
 	return nil
 }
 
-func (c *leadInserts) exec(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, `
+func (c *leadInserts) queue(b *pgx.Batch) {
+	b.Queue(`
 		insert into cepjobs.leads (
 			id, external_id, first_name, last_name, email, email_normalized, phone,
 			course, campaign, site, source, message, utm,
@@ -463,7 +488,6 @@ func (c *leadInserts) exec(ctx context.Context, tx pgx.Tx) error {
 		c.course, c.campaign, c.site, c.source, c.message, c.utm,
 		c.consentPrivacy, c.consentMarketing, c.consentText, c.consentAt,
 		c.clientIP, c.clientUA, c.receivedAt, c.submittedBy)
-	return err
 }
 
 // outboxInserts are the outbox rows a batch stores.
@@ -482,10 +506,9 @@ func (o *outboxInserts) add(id, taskType string, payload []byte, now time.Time) 
 	o.available = append(o.available, now.Add(InlineGrace))
 }
 
-func (o *outboxInserts) exec(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, `
+func (o *outboxInserts) queue(b *pgx.Batch) {
+	b.Queue(`
 		insert into cepjobs.outbox (id, task_type, payload, created_at, available_at)
 		select * from unnest($1::uuid[], $2::text[], $3::bytea[], $4::timestamptz[], $5::timestamptz[])`,
 		o.id, o.taskType, o.payload, o.created, o.available)
-	return err
 }

@@ -185,11 +185,12 @@ func submitLead(ctx context.Context, tx pgx.Tx, l NewLead, now time.Time, taskTy
 	if err != nil {
 		return err
 	}
-	outboxID, err := insertOutbox(ctx, tx, taskType, payload, now)
-	if err != nil {
+	// The outbox row (and TaskID) has the lead's id: the sweep finds it by
+	// primary key.
+	if err := insertOutboxRow(ctx, tx, id, taskType, payload, now); err != nil {
 		return err
 	}
-	res.LeadID, res.OutboxID, res.Status = id.String(), outboxID, LeadQueued
+	res.LeadID, res.OutboxID, res.Status = id.String(), id.String(), LeadQueued
 	return nil
 }
 

@@ -34,5 +34,14 @@ func (s *Store) Purge(ctx context.Context, now time.Time, keysOlder, outboxOlder
 		}
 		*q.n = tag.RowsAffected()
 	}
+	// Old outbox row ids kept for leads that were queued at migration 008:
+	// only while the lead is still queued.
+	tag, err := s.pool.Exec(ctx, `
+		delete from cepjobs.outbox_lead_legacy g
+		where not exists (select 1 from cepjobs.leads l where l.id = g.lead_id and l.status = 'queued')`)
+	if err != nil {
+		return r, fmt.Errorf("purge: %w", err)
+	}
+	r.OutboxRows += tag.RowsAffected()
 	return r, nil
 }

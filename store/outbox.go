@@ -28,13 +28,18 @@ func insertOutbox(ctx context.Context, tx pgx.Tx, taskType string, payload []byt
 	if err != nil {
 		return "", err
 	}
-	_, err = tx.Exec(ctx, `
-		insert into cepjobs.outbox (id, task_type, payload, created_at, available_at)
-		values ($1, $2, $3, $4, $5)`, id, taskType, payload, now, now.Add(InlineGrace))
-	if err != nil {
+	if err := insertOutboxRow(ctx, tx, id, taskType, payload, now); err != nil {
 		return "", err
 	}
 	return id.String(), nil
+}
+
+// insertOutboxRow writes an outbox row with the given id (the TaskID).
+func insertOutboxRow(ctx context.Context, tx pgx.Tx, id uuid.UUID, taskType string, payload []byte, now time.Time) error {
+	_, err := tx.Exec(ctx, `
+		insert into cepjobs.outbox (id, task_type, payload, created_at, available_at)
+		values ($1, $2, $3, $4, $5)`, id, taskType, payload, now, now.Add(InlineGrace))
+	return err
 }
 
 // markDispatchedSQL marks rows by primary key. It does not say "and

@@ -8,11 +8,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// leadIDOfPayload extracts the lead id from a lead:process outbox payload.
-// It must stay character for character the expression of
-// outbox_lead_process_idx (migration 005), or the planner cannot use it.
-const leadIDOfPayload = `substring(encode(o.payload, 'escape') from '"lead_id":\s*"([0-9a-fA-F-]{36})"')`
-
 // SweepCursor is where a sweep pass stopped in the queued backlog, ordered
 // by (received_at, id). The zero value starts at the oldest lead.
 type SweepCursor struct {
@@ -20,24 +15,25 @@ type SweepCursor struct {
 	LeadID     string
 }
 
-// StaleLead is a lead still queued past the sweep's bound, with the outbox
-// row of its lead:process task.
+// StaleLead is a lead still queued past the sweep's bound, with what its
+// lead:process outbox row says.
 type StaleLead struct {
 	LeadID     string
 	ReceivedAt time.Time
-	// OutboxID is the row's id, which is the task's TaskID; empty when the
-	// row is gone (the maintenance purge removes dispatched rows after 7
-	// days).
-	OutboxID string
-	// Dispatched says the row reached Redis once. A row not dispatched yet
-	// belongs to the outbox relay.
-	Dispatched bool
+	// TaskID is the lead:process task's TaskID: the lead id, or for a lead
+	// stored before migration 008 the id of its outbox row then.
+	TaskID string
+	// Pending says the outbox row is there and not dispatched yet: the
+	// outbox relay owns it. A dispatched row, or one purged (the maintenance
+	// purge removes dispatched rows after 7 days), is not pending.
+	Pending bool
 }
 
 // StaleQueuedLeads returns up to limit leads still queued that were received
 // before receivedBefore, after the cursor in (received_at, id) order, each
-// with its lead:process outbox row. Both lookups use partial indexes
-// (migration 005), so a pass costs O(limit) whatever the size of the table.
+// with its lead:process outbox row. The leads come from a partial index
+// (migration 005) and each row by primary key, so a pass costs O(limit)
+// whatever the size of the tables.
 func (s *Store) StaleQueuedLeads(ctx context.Context, receivedBefore time.Time, after SweepCursor, limit int) ([]StaleLead, error) {
 	from := after.ReceivedAt
 	if from.IsZero() {
@@ -61,15 +57,12 @@ func (s *Store) StaleQueuedLeads(ctx context.Context, receivedBefore time.Time, 
 // staleQueuedLeadsSQL: $1 received before, $2 and $3 the cursor, $4 the
 // limit.
 const staleQueuedLeadsSQL = `
-		select l.id::text, l.received_at, coalesce(ob.id::text, ''), coalesce(ob.dispatched, false)
+		select l.id::text, l.received_at, t.id::text,
+			exists (select 1 from cepjobs.outbox o where o.id = t.id and o.dispatched_at is null)
 		from cepjobs.leads l
-		left join lateral (
-			select o.id, o.dispatched_at is not null as dispatched
-			from cepjobs.outbox o
-			where o.task_type = 'lead:process' and ` + leadIDOfPayload + ` = l.id::text
-			order by o.created_at
-			limit 1
-		) ob on true
+		cross join lateral (
+			select coalesce((select g.outbox_id from cepjobs.outbox_lead_legacy g where g.lead_id = l.id), l.id) as id
+		) t
 		where l.status = 'queued' and l.received_at < $1
 			and (l.received_at, l.id) > ($2, $3::uuid)
 		order by l.received_at, l.id

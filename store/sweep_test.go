@@ -44,24 +44,29 @@ func TestStaleQueuedLeadsPagesTheBacklog(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := append(page1, page2...)
+	for i := range ids {
+		if outbox[i] != ids[i] {
+			t.Errorf("lead %s: outbox row %s, want the lead's id", ids[i], outbox[i])
+		}
+	}
 	want := []store.StaleLead{
-		{LeadID: ids[0], ReceivedAt: base, OutboxID: outbox[0], Dispatched: true},
-		{LeadID: ids[1], ReceivedAt: base.Add(time.Second), OutboxID: outbox[1]},
-		{LeadID: ids[2], ReceivedAt: base.Add(2 * time.Second), OutboxID: outbox[2]},
+		{LeadID: ids[0], ReceivedAt: base, TaskID: ids[0]},
+		{LeadID: ids[1], ReceivedAt: base.Add(time.Second), TaskID: ids[1], Pending: true},
+		{LeadID: ids[2], ReceivedAt: base.Add(2 * time.Second), TaskID: ids[2], Pending: true},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
 	for i := range want {
-		if got[i].LeadID != want[i].LeadID || !got[i].ReceivedAt.Equal(want[i].ReceivedAt) || got[i].OutboxID != want[i].OutboxID || got[i].Dispatched != want[i].Dispatched {
+		if got[i].LeadID != want[i].LeadID || !got[i].ReceivedAt.Equal(want[i].ReceivedAt) || got[i].TaskID != want[i].TaskID || got[i].Pending != want[i].Pending {
 			t.Errorf("row %d: got %+v, want %+v", i, got[i], want[i])
 		}
 	}
 }
 
-// TestStaleQueuedLeadsUsesItsIndexes: the query's payload expression must
-// match outbox_lead_process_idx exactly, and the queued backlog must come
-// from leads_queued_idx, or each pass would scan both tables.
+// TestStaleQueuedLeadsUsesItsIndexes: the queued backlog must come from
+// leads_queued_idx and each lead's outbox row by primary key, or each pass
+// would scan both tables.
 func TestStaleQueuedLeadsUsesItsIndexes(t *testing.T) {
 	setup(t)
 	ctx := context.Background()
@@ -93,7 +98,7 @@ func TestStaleQueuedLeadsUsesItsIndexes(t *testing.T) {
 	}
 	zero := "00000000-0000-0000-0000-000000000000"
 	plan := explain(store.StaleQueuedLeadsSQL, time.Now(), time.Unix(0, 0), zero, 100)
-	for _, idx := range []string{"leads_queued_idx", "outbox_lead_process_idx"} {
+	for _, idx := range []string{"leads_queued_idx", "outbox_pkey", "outbox_lead_legacy_pkey"} {
 		if !strings.Contains(plan, idx) {
 			t.Errorf("plan does not use %s:\n%s", idx, plan)
 		}

@@ -27,7 +27,8 @@ import (
 // first, resuming where the last pass stopped, so a large legitimate
 // backlog is walked a batch per pass instead of re-read whole), asks Redis
 // in one pipelined round trip which of their tasks exist, and enqueues only
-// the missing ones, with the original TaskID (the outbox row id). A lead
+// the missing ones, with the original TaskID (the lead id; for a lead stored
+// before migration 008, the id its outbox row had). A lead
 // merely waiting in a long queue has its task in Redis and costs one EXISTS;
 // a lead whose task already ran is no longer queued and is never read; a
 // lead being processed (status processing) is not queued either. If two
@@ -191,17 +192,12 @@ func (s *Sweeper) sweepLeads(ctx context.Context) (SweepCounts, error) {
 	}
 	var cands []candidate
 	for _, l := range leads {
-		if l.OutboxID != "" && !l.Dispatched {
+		if l.Pending {
 			continue // the relay sends it
 		}
-		id := l.OutboxID
-		if id == "" {
-			// The row was purged (dispatched over 7 days ago): no original
-			// TaskID to reuse. A fixed one keeps sweeps from piling up
-			// copies; a second lead:process run would be harmless anyway
-			// (the fan-out is idempotent).
-			id = tasks.TypeLeadProcess + ":sweep:" + l.LeadID
-		}
+		// The original TaskID: asynq refuses the copy while the task (or its
+		// retention) is still in Redis.
+		id := l.TaskID
 		cands = append(cands, candidate{taskID: id, what: "lead " + l.LeadID, since: l.ReceivedAt, build: func() (*asynq.Task, error) {
 			payload, err := json.Marshal(tasks.LeadProcess{LeadID: l.LeadID})
 			if err != nil {

@@ -167,24 +167,35 @@ func TestSweepReenqueuesOnlyLostTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Stored before migration 008, when the outbox row had an id of its
+	// own: its task carries that id, which the migration kept.
+	legacy := e.lead(t, time.Hour, true, false)
+	legacy.outboxID = "0190aaaa-0000-7000-8000-000000000001"
+	if err := e.sql(`update cepjobs.outbox set id = $2 where id = $1`, legacy.id, legacy.outboxID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sql(`insert into cepjobs.outbox_lead_legacy (lead_id, outbox_id) values ($1, $2)`, legacy.id, legacy.outboxID); err != nil {
+		t.Fatal(err)
+	}
+
 	sw, m := e.sweeper(outbox.SweepConfig{After: after, Interval: time.Second, Batch: 100})
 	res, err := sw.Once(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Leads read: present, lost, undispatched, purged. Checked: all but
-	// undispatched. Missing and re-enqueued: lost, purged. Deliveries:
+	// Leads read: present, lost, undispatched, purged, legacy. Checked: all
+	// but undispatched. Missing and re-enqueued: lost, purged, legacy. Deliveries:
 	// the processing lead's two pending ones, one lost. If asynq's key
 	// layout ever changed, present and waiting would count as missing here.
 	want := outbox.SweepResult{
-		Leads:      outbox.SweepCounts{Read: 4, Checked: 3, Missing: 2, Reenqueued: 2, Wrapped: true},
+		Leads:      outbox.SweepCounts{Read: 5, Checked: 4, Missing: 3, Reenqueued: 3, Wrapped: true},
 		Deliveries: outbox.SweepCounts{Read: 2, Checked: 2, Missing: 1, Reenqueued: 1, Wrapped: true},
 	}
 	if res != want {
 		t.Errorf("first pass: got %+v, want %+v", res, want)
 	}
-	if got := metric(t, m, "cepjobs_sweep_reenqueued_total", tasks.TypeLeadProcess); got != 2 {
-		t.Errorf("cepjobs_sweep_reenqueued_total{lead:process}: got %v, want 2", got)
+	if got := metric(t, m, "cepjobs_sweep_reenqueued_total", tasks.TypeLeadProcess); got != 3 {
+		t.Errorf("cepjobs_sweep_reenqueued_total{lead:process}: got %v, want 3", got)
 	}
 	if got := metric(t, m, "cepjobs_sweep_reenqueued_total", tasks.TypeLeadDeliver); got != 1 {
 		t.Errorf("cepjobs_sweep_reenqueued_total{lead:deliver}: got %v, want 1", got)
@@ -196,7 +207,9 @@ func TestSweepReenqueuesOnlyLostTasks(t *testing.T) {
 	}{
 		{"lost lead's task, same TaskID", lost.outboxID, true},
 		{"present lead's task", present.outboxID, true},
-		{"purged lead's task, fixed TaskID", tasks.TypeLeadProcess + ":sweep:" + purged.id, true},
+		{"purged lead's task, same TaskID (the lead id)", purged.id, true},
+		{"legacy lead's task, its old TaskID", legacy.outboxID, true},
+		{"legacy lead's task under the lead id", legacy.id, false},
 		{"undispatched lead's task", undispatched.outboxID, false},
 		{"fresh lead's task", fresh.outboxID, false},
 		{"processing lead's task", processing.outboxID, false},
@@ -210,8 +223,8 @@ func TestSweepReenqueuesOnlyLostTasks(t *testing.T) {
 			t.Errorf("%s in redis: got %v, want %v", c.name, got, c.want)
 		}
 	}
-	if q, err := e.insp.GetQueueInfo(tasks.QueueCritical); err != nil || q.Pending != 5 {
-		t.Errorf("pending tasks: got %+v %v, want 5 (lead:process of present, lost, purged; two lead:deliver)", q, err)
+	if q, err := e.insp.GetQueueInfo(tasks.QueueCritical); err != nil || q.Pending != 6 {
+		t.Errorf("pending tasks: got %+v %v, want 6 (lead:process of present, lost, purged, legacy; two lead:deliver)", q, err)
 	}
 
 	// A second pass finds every task in Redis: nothing more.
@@ -222,6 +235,17 @@ func TestSweepReenqueuesOnlyLostTasks(t *testing.T) {
 	if res.Leads.Missing+res.Deliveries.Missing != 0 || res.Leads.Reenqueued+res.Deliveries.Reenqueued != 0 {
 		t.Errorf("second pass: got %+v, want nothing missing", res)
 	}
+}
+
+// sql runs a statement on the test database.
+func (e *sweepEnv) sql(q string, args ...any) error {
+	c, err := pgx.Connect(context.Background(), e.url)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	_, err = c.Exec(context.Background(), q, args...)
+	return err
 }
 
 // rcPurge deletes an outbox row as the maintenance purge does.

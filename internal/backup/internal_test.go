@@ -1,6 +1,11 @@
 package backup
 
 import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +112,33 @@ func TestParseKey(t *testing.T) {
 	}
 	if got := keyDB("we/ird db"); got != "we_ird_db" {
 		t.Errorf("keyDB = %s", got)
+	}
+}
+
+// bufferedCommand uses stdbuf only when it runs the tool and the tool
+// answers with the version it gave on its own.
+func TestBufferedCommand(t *testing.T) {
+	dir := t.TempDir()
+	tool := filepath.Join(dir, "pg_dump")
+	if err := os.WriteFile(tool, []byte("#!/bin/sh\necho 'pg_dump (PostgreSQL) 15.20'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	stdbuf, err := exec.LookPath("stdbuf")
+	if err != nil {
+		t.Fatalf("stdbuf not found (coreutils): %v", err)
+	}
+	if got := bufferedCommand(ctx, tool, 150020); !slices.Equal(got, []string{stdbuf, "-o", "1M"}) {
+		t.Errorf("got %q, want stdbuf -o 1M", got)
+	}
+	if got := bufferedCommand(ctx, tool, 160004); got != nil {
+		t.Errorf("another version under stdbuf: got %q, want nil", got)
+	}
+	if got := bufferedCommand(ctx, filepath.Join(dir, "missing"), 150020); got != nil {
+		t.Errorf("a tool stdbuf cannot run: got %q, want nil", got)
+	}
+	t.Setenv("PATH", dir) // no stdbuf here
+	if got := bufferedCommand(ctx, tool, 150020); got != nil {
+		t.Errorf("no stdbuf on PATH: got %q, want nil", got)
 	}
 }

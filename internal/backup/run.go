@@ -63,6 +63,7 @@ func (b *Backups) Run(ctx context.Context, databaseURL string, now time.Time, pr
 	if err := checkPgDump(dumpVersion, server); err != nil {
 		return Result{}, err
 	}
+	prefix := bufferedCommand(ctx, b.cfg.PgDump, dumpVersion)
 	if err := b.ensureBucket(ctx); err != nil {
 		return Result{}, fmt.Errorf("back up %s: %w", db, err)
 	}
@@ -91,7 +92,7 @@ func (b *Backups) Run(ctx context.Context, databaseURL string, now time.Time, pr
 
 	start := time.Now()
 	rep.stepTo(StepDump)
-	up, err := b.dump(ctx, ci, snapshot, tx, &res, rep)
+	up, err := b.dump(ctx, prefix, ci, snapshot, tx, &res, rep)
 	if err != nil {
 		return Result{}, fmt.Errorf("back up %s: %w", db, err)
 	}
@@ -119,7 +120,7 @@ func (e *dumpFailed) Unwrap() error { return e.err }
 // rows in tx. It sets res.Size, res.SHA256 and res.Tables, and returns the
 // upload, all parts stored but not completed. On error the upload is
 // aborted.
-func (b *Backups) dump(parent context.Context, ci connInfo, snapshot string, tx pgx.Tx, res *Result, rep *reporter) (*upload, error) {
+func (b *Backups) dump(parent context.Context, prefix []string, ci connInfo, snapshot string, tx pgx.Tx, res *Result, rep *reporter) (*upload, error) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 
@@ -141,7 +142,7 @@ func (b *Backups) dump(parent context.Context, ci connInfo, snapshot string, tx 
 		<-countDone
 		return nil, err
 	}
-	size, sum, err := b.runPgDump(ctx, cancel, ci, snapshot, up, rep)
+	size, sum, err := b.runPgDump(ctx, cancel, prefix, ci, snapshot, up, rep)
 	countErr := <-countDone
 
 	if parent.Err() != nil {
@@ -175,10 +176,13 @@ func (b *Backups) dump(parent context.Context, ci connInfo, snapshot string, tx 
 // returns the size and hex sha256 of the dump once pg_dump has exited
 // cleanly and every part is stored. Any failure cancels ctx with itself as
 // the cause.
-func (b *Backups) runPgDump(ctx context.Context, cancel context.CancelCauseFunc, ci connInfo, snapshot string, up *upload, rep *reporter) (int64, string, error) {
+func (b *Backups) runPgDump(ctx context.Context, cancel context.CancelCauseFunc, prefix []string, ci connInfo, snapshot string, up *upload, rep *reporter) (int64, string, error) {
 	stderr := newTailWriter(4096, ci.password)
-	args := append(append([]string(nil), dumpArgs...), "--snapshot="+snapshot, "--dbname="+ci.String())
-	cmd := exec.CommandContext(ctx, b.cfg.PgDump, args...)
+	// prefix (stdbuf, when it works) execs pg_dump in its own process: the
+	// same pid, so a cancel still kills pg_dump itself.
+	args := append(append(append([]string(nil), prefix...), b.cfg.PgDump), dumpArgs...)
+	args = append(args, "--snapshot="+snapshot, "--dbname="+ci.String())
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), ci.env()...)
 	cmd.Stderr = stderr
 	// A wrapper script may leave a child holding stderr after being

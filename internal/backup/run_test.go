@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -211,6 +212,38 @@ exit 1
 	}
 	if !strings.Contains(env, "PGPASSWORD="+password) {
 		t.Errorf("pg_dump environment %q lacks PGPASSWORD", env)
+	}
+}
+
+// pg_dump runs with a 1 MiB stdout buffer (stdbuf) where stdbuf works, and
+// the dump is whole either way.
+func TestRunBuffersPgDumpOutput(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	record := filepath.Join(t.TempDir(), "record")
+	bu := setup(t, func(c *backup.Config) {
+		c.PgDump = fakeTool(t, `
+if [ "$1" != "--version" ]; then echo "stdbuf_o=$_STDBUF_O" > `+record+`; fi
+exec pg_dump "$@"
+`)
+	})
+	src := newDatabase(t)
+	wantTables := fill(t, src, 10)
+	res, err := bu.b.Run(ctx, src, dumpTime, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "tables", wantTables, res.Tables)
+	rec, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "stdbuf_o=1048576\n" // stdbuf passes the size in bytes
+	if _, err := exec.LookPath("stdbuf"); err != nil {
+		want = "stdbuf_o=\n"
+	}
+	if string(rec) != want {
+		t.Errorf("pg_dump ran with %q, want %q", rec, want)
 	}
 }
 

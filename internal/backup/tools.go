@@ -74,6 +74,36 @@ func toolVersion(ctx context.Context, path, name string) (pgVersion, error) {
 	return v, nil
 }
 
+// dumpOutputBuffer is the stdio buffer pg_dump's stdout gets through
+// stdbuf. pg_dump writes its custom format in blocks of at most 4 KiB (its
+// zlib output buffer), and stdio flushes a pipe every 4 KiB: about 150,000
+// write calls for a 600 MB dump, each waking the reader. With 1 MiB, a few
+// hundred. Measured on a 1.07 GiB database: pg_dump's CPU time 9 % lower
+// into a pipe, below even its time into /dev/null.
+const dumpOutputBuffer = "1M"
+
+// bufferedCommand returns the command prefix that runs path with a large
+// stdout buffer (stdbuf -o 1M), or nil when stdbuf is not installed or
+// does not work with path (no libstdbuf, a static binary that ignores it
+// is fine): the check runs `stdbuf -o 1M path --version` and wants the
+// version path gives on its own.
+func bufferedCommand(ctx context.Context, path string, want pgVersion) []string {
+	stdbuf, err := exec.LookPath("stdbuf")
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, stdbuf, "-o", dumpOutputBuffer, path, "--version").Output()
+	if err != nil {
+		return nil
+	}
+	if v, err := parseToolVersion(string(out)); err != nil || v != want {
+		return nil
+	}
+	return []string{stdbuf, "-o", dumpOutputBuffer}
+}
+
 // ErrClientTooOld is matched by the error of a pg_dump or pg_restore too
 // old for the server or archive it faces. Retrying cannot help.
 var ErrClientTooOld = errors.New("postgresql client too old")

@@ -482,3 +482,24 @@ func BenchmarkMayRepeatKeys(b *testing.B) {
 		}
 	}
 }
+
+func TestReadAllSizedFromContentLength(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		cl   int64
+	}{
+		{`{"a":"b"}`, 9},       // as announced
+		{`{"a":"b"}`, 4},       // more than announced
+		{`{"a":"b"}`, 100},     // less than announced
+		{`{"a":"b"}`, 0},       // unknown
+		{`{"a":"b"}`, -1},      // unknown
+		{"", 0},                // empty
+		{`{"a":"b"}`, 1 << 40}, // absurd: plain io.ReadAll
+		{strings.Repeat("x", 5000), 5000},
+	} {
+		got, err := readAll(strings.NewReader(tc.body), tc.cl)
+		if err != nil || string(got) != tc.body {
+			t.Errorf("readAll(%d bytes, content length %d) = %d bytes, %v; want the body", len(tc.body), tc.cl, len(got), err)
+		}
+	}
+}

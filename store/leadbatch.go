@@ -197,8 +197,9 @@ func (s *Store) submitBatch(ctx context.Context, jobs []*leadJob) ([]jobResult, 
 	defer c.Release()
 	results, err := submitBatchOn(ctx, c.Conn(), jobs)
 	if err != nil && !c.Conn().IsClosed() {
-		// Whatever the batch left open ends here; a connection that cannot
-		// even roll back is not given back to the pool.
+		// Whatever the batch left open ends here, so the connection goes
+		// back to the pool for reuse (pgxpool would destroy one still in a
+		// transaction); one that cannot even roll back is closed.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if _, rerr := c.Conn().Exec(rctx, "rollback"); rerr != nil {

@@ -152,6 +152,16 @@ func TestSubmitLeadBatches(t *testing.T) {
 		where l.email like '%.'||$1||'@example.com'`, run).Scan(&outbox); err != nil {
 		t.Fatal(err)
 	}
+	// The refused batch left no connection inside a transaction (submitBatch
+	// rolls back; pgxpool would also destroy such a connection on release).
+	var open int
+	if err := conn.QueryRow(ctx, `select count(*) from pg_stat_activity
+		where datname = current_database() and application_name = 'cepjobs' and state like 'idle in transaction%'`).Scan(&open); err != nil {
+		t.Fatal(err)
+	}
+	if open != 0 {
+		t.Errorf("%d pooled connections left idle in a transaction", open)
+	}
 	if n != 172 || outbox != 172 {
 		t.Errorf("stored %d leads and %d outbox rows, want 172 and 172 (150+20 distinct, 1 repeated, 1 with a key)", n, outbox)
 	}

@@ -7,26 +7,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
-
-// binaryText is pgx's text codec preferring the binary format, whose bytes
-// are the text itself.
-type binaryText struct{ pgtype.TextCodec }
-
-func (binaryText) PreferredFormat() int16 { return pgtype.BinaryFormatCode }
-
-// registerBinaryTextArrays sends text[] parameters in the binary format.
-// pgx's text codec prefers the text format, and so does its array of text:
-// a text[] parameter then goes as '{"a","b"}', quoted and escaped by pgx and
-// parsed back by the server. The lead batch sends twenty text arrays per
-// insert; binary, each element is a length and its bytes.
-func registerBinaryTextArrays(m *pgtype.Map) {
-	m.RegisterType(&pgtype.Type{Name: "_text", OID: pgtype.TextArrayOID, Codec: &pgtype.ArrayCodec{
-		ElementType: &pgtype.Type{Name: "text", OID: pgtype.TextOID, Codec: binaryText{}}}})
-}
 
 // Config is the database part of the configuration.
 type Config struct {
@@ -73,10 +55,6 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 		pc.MaxConns = c.MaxConns
 	}
 	pc.ConnConfig.RuntimeParams["application_name"] = "cepjobs"
-	pc.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
-		registerBinaryTextArrays(c.TypeMap())
-		return nil
-	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)

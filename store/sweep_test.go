@@ -107,3 +107,56 @@ func TestStaleQueuedLeadsUsesItsIndexes(t *testing.T) {
 		t.Errorf("plan does not use lead_deliveries_pending_idx:\n%s", plan)
 	}
 }
+
+// Rows the previous release writes during a rolling deploy have ids of
+// their own: the trigger of migration 008 records them for the sweep, and
+// leaves this release's rows (id = lead id) and unreadable payloads alone.
+func TestOutboxLeadLegacyTrigger(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	now := time.Now()
+	res, err := s.SubmitLead(ctx, newLead(fmt.Sprintf("legacy.%d@example.com", now.UnixNano()), "legacy"), now, nil, "lead:process", payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	count := func(lead string) (n int) {
+		t.Helper()
+		if err := c.QueryRow(ctx, `select count(*) from cepjobs.outbox_lead_legacy where lead_id = $1`, lead).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(res.LeadID); n != 0 {
+		t.Errorf("this release's row recorded %d times, want 0", n)
+	}
+	// As the previous release wrote them: a row id of its own, then a
+	// second row for the same lead (the first one stays the lead's).
+	old1, old2 := "0190cccc-0000-7000-8000-000000000001", "0190cccc-0000-7000-8000-000000000002"
+	for _, id := range []string{old1, old2} {
+		if _, err := c.Exec(ctx, `insert into cepjobs.outbox (id, task_type, payload, created_at, available_at)
+			values ($1, 'lead:process', $2, now(), now())`, id, `{"lead_id": "`+res.LeadID+`"}`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got string
+	if err := c.QueryRow(ctx, `select outbox_id::text from cepjobs.outbox_lead_legacy where lead_id = $1`, res.LeadID).Scan(&got); err != nil || got != old1 {
+		t.Errorf("recorded %q, %v; want %s", got, err, old1)
+	}
+	// A payload the expression cannot turn into a uuid: stored, not recorded.
+	if _, err := c.Exec(ctx, `insert into cepjobs.outbox (id, task_type, payload, created_at, available_at)
+		values ('0190cccc-0000-7000-8000-000000000003', 'lead:process', $1, now(), now())`, `{"lead_id":"------------------------------------"}`); err != nil {
+		t.Errorf("unreadable payload: %v", err)
+	}
+	sl, err := s.StaleQueuedLeads(ctx, now.Add(time.Second), store.SweepCursor{ReceivedAt: now.Add(-time.Nanosecond)}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sl) != 1 || sl[0].LeadID != res.LeadID || sl[0].TaskID != old1 || !sl[0].Pending {
+		t.Errorf("sweep sees %+v, want lead %s with TaskID %s, pending", sl, res.LeadID, old1)
+	}
+}

@@ -1,11 +1,15 @@
 -- A lead's lead:process outbox row now has the lead's id as its own (and so
--- as the task's TaskID): the sweep finds it by primary key. The expression
--- index of migration 005 evaluated a regular expression over the payload on
--- every insert and every dispatched mark, and grew by two entries per lead.
+-- as the task's TaskID): the sweep finds it by primary key, and migration 009
+-- drops the expression index of migration 005, which evaluated a regular
+-- expression over the payload on every insert and every dispatched mark (it
+-- was ~40 % of PostgreSQL's CPU per lead under load).
 --
--- Rows written before this migration keep their own ids. For the leads that
--- are still queued (only those matter to the sweep) the old row id is kept
--- here; the maintenance purge empties the table as they move on.
+-- Rows written before, and rows the previous release still writes during a
+-- rolling deploy (an old intake replica, an old worker-automation storing a
+-- Meta lead), have ids of their own. For those, outbox_lead_legacy keeps the
+-- lead's old row id: filled here for the leads still queued (only those
+-- matter to the sweep), and by the trigger below for rows inserted later.
+-- The maintenance purge empties it as the leads move on.
 create table cepjobs.outbox_lead_legacy (
     lead_id   uuid primary key,
     outbox_id uuid not null
@@ -23,4 +27,31 @@ cross join lateral (
 ) ob
 where l.status = 'queued';
 
-drop index cepjobs.outbox_lead_process_idx;
+-- Never raises: a payload it cannot read records nothing.
+create function cepjobs.outbox_lead_legacy_record() returns trigger
+language plpgsql as $$
+declare
+    lead uuid;
+begin
+    begin
+        lead := substring(encode(new.payload, 'escape') from '"lead_id":\s*"([0-9a-fA-F-]{36})"')::uuid;
+    exception when others then
+        return null;
+    end;
+    if lead is not null and lead <> new.id then
+        insert into cepjobs.outbox_lead_legacy (lead_id, outbox_id) values (lead, new.id)
+        on conflict (lead_id) do nothing;
+    end if;
+    return null;
+end $$;
+
+-- The WHEN clause keeps this release's rows (id = lead id, payload exactly
+-- {"lead_id":"<id>"}) away from the function: a concatenation and a
+-- comparison per row, no regular expression. It can be dropped once no
+-- release older than this one runs.
+create trigger outbox_lead_legacy_record
+    after insert on cepjobs.outbox
+    for each row
+    when (new.task_type = 'lead:process'
+        and new.payload <> convert_to('{"lead_id":"' || new.id::text || '"}', 'UTF8'))
+    execute function cepjobs.outbox_lead_legacy_record();

@@ -75,17 +75,16 @@ func TestPostgresOutage(t *testing.T) {
 	}
 	settle := c.waitSettled(ids(accepted), lengths(3*time.Minute, 10*time.Minute))
 
-	// Never half a lead: a lead without its outbox row, or a row without
-	// its lead.
+	// Never half a lead: a lead without its outbox row (whose id is the
+	// lead's, payload naming it), or a row without its lead.
 	var orphanLeads, orphanRows int
 	if err := c.db.QueryRow(ctx, `
 		select
 			(select count(*) from cepjobs.leads l where not exists (
-				select 1 from cepjobs.outbox o where o.task_type = 'lead:process'
-				and substring(encode(o.payload, 'escape') from '"lead_id":\s*"([0-9a-fA-F-]{36})"') = l.id::text)),
+				select 1 from cepjobs.outbox o where o.id = l.id and o.task_type = 'lead:process'
+				and o.payload = convert_to('{"lead_id":"' || l.id::text || '"}', 'UTF8'))),
 			(select count(*) from cepjobs.outbox o where o.task_type = 'lead:process' and not exists (
-				select 1 from cepjobs.leads l
-				where l.id::text = substring(encode(o.payload, 'escape') from '"lead_id":\s*"([0-9a-fA-F-]{36})"')))`).
+				select 1 from cepjobs.leads l where l.id = o.id))`).
 		Scan(&orphanLeads, &orphanRows); err != nil {
 		t.Fatal(err)
 	}

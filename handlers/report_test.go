@@ -100,6 +100,25 @@ type reportEmail struct {
 	dispatched              bool
 }
 
+// waitMarks waits up to 5 s for the outbox rows of the report emails to
+// these recipients to be marked dispatched.
+func (b *reportBundle) waitMarks(t *testing.T, to ...string) {
+	t.Helper()
+	var n int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if err := b.conn.QueryRow(context.Background(), `
+			select count(*)
+			from cepjobs.email_messages e join cepjobs.outbox o on o.task_type = 'email:send' and convert_from(o.payload, 'UTF8')::jsonb->>'email_id' = e.id::text
+			where e.to_email = any($1) and 'report' = any(e.tags) and o.dispatched_at is null`, to).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
+	t.Errorf("%d report emails' outbox rows still not marked dispatched after 5 s", n)
+}
+
 // emailsTo lists the emails queued for addr, with their outbox rows.
 func (b *reportBundle) emailsTo(t *testing.T, addr string) []reportEmail {
 	t.Helper()
@@ -224,6 +243,9 @@ func TestWeeklyReport(t *testing.T) {
 		}
 	}
 
+	// The dispatcher records dispatched marks off the request path, in
+	// batches: give it a moment.
+	b.waitMarks(t, recipients...)
 	for _, to := range recipients {
 		es := b.emailsTo(t, to)
 		if len(es) != 1 {

@@ -184,7 +184,7 @@ func (s *Stats) purge(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 	}
-	s.d.Logger.Info("maintenance purge", "idempotency_keys", r.IdempotencyKeys, "outbox_rows", r.OutboxRows, "emails", r.Emails,
+	s.d.Logger.Info("maintenance purge", "idempotency_keys", r.IdempotencyKeys, "outbox_rows", r.OutboxRows, "legacy_lead_ids", r.LegacyLeadIDs, "emails", r.Emails,
 		"leads_anonymised", anonymised)
 	return nil
 }

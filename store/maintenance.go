@@ -11,6 +11,9 @@ type PurgeResult struct {
 	IdempotencyKeys int64
 	OutboxRows      int64
 	Emails          int64
+	// LegacyLeadIDs are old outbox row ids of leads no longer queued
+	// (outbox_lead_legacy, migration 008).
+	LegacyLeadIDs int64
 }
 
 // Purge removes bookkeeping past its use: idempotency keys older than
@@ -42,6 +45,6 @@ func (s *Store) Purge(ctx context.Context, now time.Time, keysOlder, outboxOlder
 	if err != nil {
 		return r, fmt.Errorf("purge: %w", err)
 	}
-	r.OutboxRows += tag.RowsAffected()
+	r.LegacyLeadIDs = tag.RowsAffected()
 	return r, nil
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -146,16 +147,24 @@ func splitDocs(data []byte) ([][]byte, error) {
 	}
 }
 
+// kustomizeMu serialises kustomize builds: kyaml keeps its OpenAPI schema
+// in package globals that it fills lazily without a lock (a data race the
+// race detector caught between two parallel tests' builds).
+var kustomizeMu sync.Mutex
+
 // render builds a kustomization the way `kubectl apply -k` does and decodes
 // the result.
 func render(t *testing.T, dir string) *manifests {
 	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	kustomizeMu.Lock()
 	res, err := k.Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
+		kustomizeMu.Unlock()
 		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
 	out, err := res.AsYaml()
+	kustomizeMu.Unlock()
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
 	}

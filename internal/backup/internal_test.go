@@ -134,6 +134,13 @@ func TestBufferedCommand(t *testing.T) {
 	if got := bufferedCommand(ctx, tool, 160004); got != nil {
 		t.Errorf("another version under stdbuf: got %q, want nil", got)
 	}
+	noisy := filepath.Join(dir, "noisy")
+	if err := os.WriteFile(noisy, []byte("#!/bin/sh\necho 'pg_dump (PostgreSQL) 15.20'\necho 'ERROR: ld.so: object cannot be preloaded: ignored.' >&2\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := bufferedCommand(ctx, noisy, 150020); got != nil {
+		t.Errorf("a warning on stderr under stdbuf: got %q, want nil", got)
+	}
 	if got := bufferedCommand(ctx, filepath.Join(dir, "missing"), 150020); got != nil {
 		t.Errorf("a tool stdbuf cannot run: got %q, want nil", got)
 	}

@@ -84,9 +84,11 @@ const dumpOutputBuffer = "1M"
 
 // bufferedCommand returns the command prefix that runs path with a large
 // stdout buffer (stdbuf -o 1M), or nil when stdbuf is not installed or
-// does not work with path (no libstdbuf, a static binary that ignores it
-// is fine): the check runs `stdbuf -o 1M path --version` and wants the
-// version path gives on its own.
+// does not work with path: the check runs `stdbuf -o 1M path --version`
+// and wants the version path gives on its own and nothing on stderr (a
+// library the loader cannot preload is ignored with a warning there, which
+// would then come with every backup). A static binary that ignores the
+// preload silently is fine.
 func bufferedCommand(ctx context.Context, path string, want pgVersion) []string {
 	stdbuf, err := exec.LookPath("stdbuf")
 	if err != nil {
@@ -94,8 +96,11 @@ func bufferedCommand(ctx context.Context, path string, want pgVersion) []string 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, stdbuf, "-o", dumpOutputBuffer, path, "--version").Output()
-	if err != nil {
+	var stderr strings.Builder
+	cmd := exec.CommandContext(ctx, stdbuf, "-o", dumpOutputBuffer, path, "--version")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil || stderr.Len() > 0 {
 		return nil
 	}
 	if v, err := parseToolVersion(string(out)); err != nil || v != want {

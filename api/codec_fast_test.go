@@ -502,4 +502,16 @@ func TestReadAllSizedFromContentLength(t *testing.T) {
 			t.Errorf("readAll(%d bytes, content length %d) = %d bytes, %v; want the body", len(tc.body), tc.cl, len(got), err)
 		}
 	}
+	// Announced right, a 5,000-byte body is one allocation (io.ReadAll
+	// starts at 512 bytes and grows four times).
+	body := strings.Repeat("x", 5000)
+	r := strings.NewReader(body)
+	if n := testing.AllocsPerRun(100, func() {
+		r.Reset(body)
+		if _, err := readAll(r, int64(len(body))); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 1 {
+		t.Errorf("readAll of a body its Content-Length announced: %v allocations, want 1", n)
+	}
 }

@@ -18,9 +18,9 @@ package chaos_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/cepcomunicacion/cepjobs/internal/testenv"
 )
 
 var (
@@ -44,39 +44,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "CEPJOBS_CHAOS: want full, soak or nothing, got %q\n", mode)
 		os.Exit(2)
 	}
-	code, err := testMain(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
-
-func testMain(m *testing.M) (int, error) {
-	dir, err := os.MkdirTemp("", "cepjobs-chaos-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
 	// The short versions run with the race detector like every other
 	// end-to-end test; the full ones measure timings and memory, which the
 	// race detector distorts several times over.
-	race := mode == modeShort
-	bins = map[string]string{}
-	for _, n := range []string{"intake", "worker-automation", "scheduler", "worker-stats"} {
-		path := filepath.Join(dir, n)
-		args := []string{"build", "-o", path}
-		if race {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, "github.com/cepcomunicacion/cepjobs/cmd/"+n)...)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return 0, fmt.Errorf("build %s: %w", n, err)
-		}
-		bins[n] = path
-	}
-	return m.Run(), nil
+	testenv.Main(m, "cepjobs-chaos-", func(dir string) (func(), error) {
+		var err error
+		bins, err = testenv.BuildBinariesRace(dir, mode == modeShort, "intake", "worker-automation", "scheduler", "worker-stats")
+		return nil, err
+	})
 }
 
 // lengths picks a scenario's figure for the current mode.

@@ -2,13 +2,14 @@ package chaos_test
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cepcomunicacion/cepjobs/internal/testenv"
 )
 
 // proc is one fleet process. Its output goes to a file (a soak writes more
@@ -97,20 +98,11 @@ func (p *proc) log() string {
 // waitHTTP polls url until it answers 200.
 func (p *proc) waitHTTP(t *testing.T, url string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
+	exited := func() (bool, error) {
 		if p.exited() {
-			t.Fatalf("%s exited before answering %s: %v\n%s", p.name, url, p.err, p.tail(5000))
+			return true, p.err // set before done closed
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer %s within %s\n%s", p.name, url, timeout, p.tail(5000))
-		}
-		time.Sleep(50 * time.Millisecond)
+		return false, nil
 	}
+	testenv.WaitHTTP(t, p.name, url, timeout, exited, p.log)
 }

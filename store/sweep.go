@@ -35,14 +35,7 @@ type StaleLead struct {
 // (migration 005) and each row by primary key, so a pass costs O(limit)
 // whatever the size of the tables.
 func (s *Store) StaleQueuedLeads(ctx context.Context, receivedBefore time.Time, after SweepCursor, limit int) ([]StaleLead, error) {
-	from := after.ReceivedAt
-	if from.IsZero() {
-		from = time.Unix(0, 0)
-	}
-	fromID := after.LeadID
-	if fromID == "" {
-		fromID = "00000000-0000-0000-0000-000000000000"
-	}
+	from, fromID := cursorStart(after.ReceivedAt, after.LeadID)
 	rows, err := s.pool.Query(ctx, staleQueuedLeadsSQL, receivedBefore, from, fromID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("stale queued leads: %w", err)
@@ -52,6 +45,18 @@ func (s *Store) StaleQueuedLeads(ctx context.Context, receivedBefore time.Time, 
 		return nil, fmt.Errorf("stale queued leads: %w", err)
 	}
 	return out, nil
+}
+
+// cursorStart turns a sweep cursor's time and lead id into query
+// arguments: the zero cursor starts before the oldest row.
+func cursorStart(at time.Time, leadID string) (time.Time, string) {
+	if at.IsZero() {
+		at = time.Unix(0, 0)
+	}
+	if leadID == "" {
+		leadID = "00000000-0000-0000-0000-000000000000"
+	}
+	return at, leadID
 }
 
 // staleQueuedLeadsSQL: $1 received before, $2 and $3 the cursor, $4 the
@@ -89,14 +94,7 @@ type StaleDelivery struct {
 // lead_id, channel) order (partial index lead_deliveries_pending_idx,
 // migration 007).
 func (s *Store) StalePendingDeliveries(ctx context.Context, createdBefore time.Time, after DeliveryCursor, limit int) ([]StaleDelivery, error) {
-	from := after.CreatedAt
-	if from.IsZero() {
-		from = time.Unix(0, 0)
-	}
-	fromID := after.LeadID
-	if fromID == "" {
-		fromID = "00000000-0000-0000-0000-000000000000"
-	}
+	from, fromID := cursorStart(after.CreatedAt, after.LeadID)
 	rows, err := s.pool.Query(ctx, stalePendingDeliveriesSQL, createdBefore, from, fromID, after.Channel, limit)
 	if err != nil {
 		return nil, fmt.Errorf("stale pending deliveries: %w", err)

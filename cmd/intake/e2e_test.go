@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -41,36 +40,20 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code, err := testMain(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
-
-func testMain(m *testing.M) (int, error) {
-	dir, err := os.MkdirTemp("", "cepjobs-e2e-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	bins, err := testenv.BuildBinaries(dir, "intake")
-	if err != nil {
-		return 0, err
-	}
-	binary = bins["intake"]
-	url, drop, err := testenv.CreateDatabase(context.Background(), "intake")
-	if err != nil {
-		return 0, err
-	}
-	defer drop()
-	dbURL = url
-	dashHash, err = api.HashPassword(dashPass)
-	if err != nil {
-		return 0, err
-	}
-	return m.Run(), nil
+	testenv.Main(m, "cepjobs-e2e-", func(dir string) (func(), error) {
+		bins, err := testenv.BuildBinaries(dir, "intake")
+		if err != nil {
+			return nil, err
+		}
+		binary = bins["intake"]
+		url, drop, err := testenv.CreateDatabase(context.Background(), "intake")
+		if err != nil {
+			return nil, err
+		}
+		dbURL = url
+		dashHash, err = api.HashPassword(dashPass)
+		return drop, err
+	})
 }
 
 // proc is a running intake.

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,30 +30,18 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code, err := testMain(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
-
-func testMain(m *testing.M) (int, error) {
-	dir, err := os.MkdirTemp("", "cepjobs-e2e-automation-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	if bins, err = testenv.BuildBinaries(dir, "intake", "worker-automation"); err != nil {
-		return 0, err
-	}
-	url, drop, err := testenv.CreateDatabase(context.Background(), "automation")
-	if err != nil {
-		return 0, err
-	}
-	defer drop()
-	dbURL = url
-	return m.Run(), nil
+	testenv.Main(m, "cepjobs-e2e-automation-", func(dir string) (func(), error) {
+		var err error
+		if bins, err = testenv.BuildBinaries(dir, "intake", "worker-automation"); err != nil {
+			return nil, err
+		}
+		url, drop, err := testenv.CreateDatabase(context.Background(), "automation")
+		if err != nil {
+			return nil, err
+		}
+		dbURL = url
+		return drop, nil
+	})
 }
 
 type vendors struct {

@@ -16,10 +16,20 @@ import (
 // "worker-automation") with the race detector into dir and returns their
 // paths by name. Meant for TestMain of end-to-end tests.
 func BuildBinaries(dir string, names ...string) (map[string]string, error) {
+	return BuildBinariesRace(dir, true, names...)
+}
+
+// BuildBinariesRace is BuildBinaries with the race detector only if race
+// is set: tests that measure timings or memory build without it.
+func BuildBinariesRace(dir string, race bool, names ...string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, n := range names {
 		path := filepath.Join(dir, n)
-		cmd := exec.Command("go", "build", "-race", "-o", path, "github.com/cepcomunicacion/cepjobs/cmd/"+n)
+		args := []string{"build", "-o", path}
+		if race {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "github.com/cepcomunicacion/cepjobs/cmd/"+n)...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return nil, fmt.Errorf("build %s: %w", n, err)
@@ -27,6 +37,32 @@ func BuildBinaries(dir string, names ...string) (map[string]string, error) {
 		out[n] = path
 	}
 	return out, nil
+}
+
+// Main is a TestMain body for tests that need a scratch directory: setup
+// prepares what the tests use in dir, then m runs, then cleanup (when not
+// nil, even after a setup error) and the removal of dir; it exits the
+// process with the tests' code, or 1 after printing a setup error.
+func Main(m *testing.M, prefix string, setup func(dir string) (cleanup func(), err error)) {
+	os.Exit(runMain(m, prefix, setup))
+}
+
+func runMain(m *testing.M, prefix string, setup func(dir string) (func(), error)) int {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	cleanup, err := setup(dir)
+	if cleanup != nil {
+		defer cleanup()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
 }
 
 // SyncBuffer is a bytes.Buffer safe for a process's output and a test
@@ -102,6 +138,14 @@ func (p *Proc) Wait(timeout time.Duration) (error, bool) {
 // exits or the timeout passes first.
 func (p *Proc) WaitHTTP(t testing.TB, url string, timeout time.Duration) {
 	t.Helper()
+	WaitHTTP(t, p.Name, url, timeout, p.Exited, p.Logs.String)
+}
+
+// WaitHTTP polls url until it answers 200, failing the test if the process
+// called name exits first (exited reports that, with its exit error) or the
+// timeout passes; either failure shows the tail of logs.
+func WaitHTTP(t testing.TB, name, url string, timeout time.Duration, exited func() (bool, error), logs func() string) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		if resp, err := http.Get(url); err == nil {
@@ -110,11 +154,11 @@ func (p *Proc) WaitHTTP(t testing.TB, url string, timeout time.Duration) {
 				return
 			}
 		}
-		if done, err := p.Exited(); done {
-			t.Fatalf("%s exited before answering %s: %v\n%s", p.Name, url, err, tail(p.Logs.String(), 5000))
+		if done, err := exited(); done {
+			t.Fatalf("%s exited before answering %s: %v\n%s", name, url, err, tail(logs(), 5000))
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer %s within %s\n%s", p.Name, url, timeout, tail(p.Logs.String(), 5000))
+			t.Fatalf("%s did not answer %s within %s\n%s", name, url, timeout, tail(logs(), 5000))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -84,16 +84,12 @@ func (f *fakeStore) count() int {
 	return f.writes
 }
 
-func (f *fakeStore) SubmitLead(_ context.Context, l store.NewLead, _ time.Time, idem *store.Idempotency, _ string, payload func(string) ([]byte, error)) (store.LeadSubmission, error) {
+func (f *fakeStore) SubmitLead(_ context.Context, l store.NewLead, _ time.Time, idem *store.Idempotency) (store.LeadSubmission, error) {
 	const id = "01a21f83-f54d-7489-8fae-08ea6ef64faa"
-	p, err := payload(id)
-	if err != nil {
+	if err := f.write("lead", l); err != nil {
 		return store.LeadSubmission{}, err
 	}
-	if err := f.write("lead", l, json.RawMessage(p)); err != nil {
-		return store.LeadSubmission{}, err
-	}
-	res := store.LeadSubmission{LeadID: id, Status: store.LeadQueued, OutboxID: "01a21f83-f54d-7489-8fae-08ea6ef64fab"}
+	res := store.LeadSubmission{LeadID: id, Status: store.LeadQueued, TaskID: id}
 	if idem != nil {
 		if _, err := idem.Render(res); err != nil {
 			return store.LeadSubmission{}, err
@@ -214,6 +210,10 @@ func (d *fakeDispatch) Now(context.Context, string, string, []byte) {
 	d.mu.Lock()
 	d.n++
 	d.mu.Unlock()
+}
+
+func (d *fakeDispatch) Send(ctx context.Context, id, taskType string, payload []byte) {
+	d.Now(ctx, id, taskType, payload)
 }
 
 func (d *fakeDispatch) count() int {

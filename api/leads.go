@@ -310,7 +310,7 @@ func (s *Server) handleCreateLead() http.Handler {
 				return
 			}
 		}
-		res, err := s.store.SubmitLead(ctx, lead, now, idem, tasks.TypeLeadProcess, leadProcessPayload)
+		res, err := s.store.SubmitLead(ctx, lead, now, idem)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -319,9 +319,9 @@ func (s *Server) handleCreateLead() http.Handler {
 			writeReplay(w, res.Replay)
 			return
 		}
-		if res.OutboxID != "" {
+		if res.TaskID != "" {
 			payload, _ := leadProcessPayload(res.LeadID)
-			s.dispatch.Now(ctx, res.OutboxID, tasks.TypeLeadProcess, payload)
+			s.dispatch.Send(ctx, res.TaskID, tasks.TypeLeadProcess, payload)
 		}
 		status, answer := submissionAnswer(res)
 		if status == http.StatusAccepted {

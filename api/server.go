@@ -16,7 +16,7 @@ import (
 
 // leadStore is what the API needs of the database.
 type leadStore interface {
-	SubmitLead(ctx context.Context, l store.NewLead, now time.Time, idem *store.Idempotency, taskType string, payload func(string) ([]byte, error)) (store.LeadSubmission, error)
+	SubmitLead(ctx context.Context, l store.NewLead, now time.Time, idem *store.Idempotency) (store.LeadSubmission, error)
 	LookupIdempotency(ctx context.Context, idem *store.Idempotency) (*store.Response, error)
 	LeadStatus(ctx context.Context, id string) (store.LeadStatus, error)
 	QueueTask(ctx context.Context, taskType string, payload []byte, now time.Time) (string, error)
@@ -26,7 +26,10 @@ type leadStore interface {
 
 // dispatcher sends a freshly written outbox row to Redis.
 type dispatcher interface {
+	// Now sends a freshly written outbox row's task.
 	Now(ctx context.Context, id, taskType string, payload []byte)
+	// Send sends a new lead's task, which has no outbox row.
+	Send(ctx context.Context, id, taskType string, payload []byte)
 }
 
 // pinger is anything /readyz checks.

@@ -22,8 +22,9 @@ import (
 //   - killed: redis-server is SIGKILLed and its AOF cut back to its size one
 //     second before the kill, which is what appendfsync everysec may lose
 //     when the machine (not only the process) dies, then restarted. Tasks
-//     enqueued in that second are gone from Redis while their outbox rows
-//     say dispatched: the lead sweep must find and re-enqueue them.
+//     enqueued in that second are gone from Redis while Postgres has their
+//     leads queued (with no outbox row, or one marked dispatched): the lead
+//     sweep must find and re-enqueue them.
 func TestRedisOutage(t *testing.T) {
 	scenario(t)
 	// Each waits out asynq's lease recovery for the tasks in flight at the

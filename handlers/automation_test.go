@@ -110,9 +110,7 @@ func (b *bundle) newLead(t *testing.T, marketing bool) string {
 	t.Helper()
 	l := store.NewLead{FirstName: "Ana", Email: fmt.Sprintf("h.%d@example.com", time.Now().UnixNano()), Course: "curso", Source: "web-form",
 		ConsentPrivacy: true, ConsentMarketing: marketing, ConsentTextVersion: "v1", ClientIP: netip.MustParseAddr("203.0.113.7"), SubmittedBy: "test"}
-	res, err := b.store.SubmitLead(context.Background(), l, time.Now(), nil, tasks.TypeLeadProcess, func(id string) ([]byte, error) {
-		return json.Marshal(tasks.LeadProcess{LeadID: id})
-	})
+	res, err := b.store.SubmitLead(context.Background(), l, time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,7 +164,7 @@ func parseCSV(t *testing.T, data []byte) [][]string {
 // submit stores a lead through the store, as the intake would.
 func submit(t *testing.T, s *store.Store, l store.NewLead, at time.Time) string {
 	t.Helper()
-	r, err := s.SubmitLead(context.Background(), l, at, nil, tasks.TypeLeadProcess, func(id string) ([]byte, error) { return []byte(`{}`), nil })
+	r, err := s.SubmitLead(context.Background(), l, at, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

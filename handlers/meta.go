@@ -30,13 +30,14 @@ type leadAdsReader interface {
 // leadgenStore is what the leadgen handler needs of the database: the
 // same SubmitLead POST /v1/leads uses.
 type leadgenStore interface {
-	SubmitLead(ctx context.Context, l store.NewLead, now time.Time, idem *store.Idempotency, taskType string, payload func(string) ([]byte, error)) (store.LeadSubmission, error)
+	SubmitLead(ctx context.Context, l store.NewLead, now time.Time, idem *store.Idempotency) (store.LeadSubmission, error)
 	CampaignForMetaCampaign(ctx context.Context, metaCampaignID string) (string, error)
 }
 
-// leadDispatcher sends a freshly written outbox row to Redis.
+// leadDispatcher sends a new lead's lead:process task to Redis (the lead,
+// queued, is its durable record; see outbox.Dispatcher.Send).
 type leadDispatcher interface {
-	Now(ctx context.Context, id, taskType string, payload []byte)
+	Send(ctx context.Context, id, taskType string, payload []byte)
 }
 
 // MetaLeadgenDeps wires the meta:leadgen handler.
@@ -112,7 +113,7 @@ func (h *MetaLeadgen) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// the first outcome instead of storing the lead again.
 	key := sha256.Sum256([]byte(p.Key()))
 	idem := &store.Idempotency{Principal: metaIdemPrincipal, Key: p.Key(), RequestHash: key[:], Render: renderMetaLead}
-	res, err := h.d.Store.SubmitLead(ctx, lead, h.d.Now(), idem, tasks.TypeLeadProcess, metaLeadProcessPayload)
+	res, err := h.d.Store.SubmitLead(ctx, lead, h.d.Now(), idem)
 	if err != nil {
 		return fmt.Errorf("meta lead %s: %w", p.LeadgenID, err)
 	}
@@ -125,7 +126,7 @@ func (h *MetaLeadgen) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.d.Logger.Info("meta lead is a duplicate", "leadgen_id", p.LeadgenID, "lead_id", res.LeadID, "form_id", ad.FormID)
 	default:
 		payload, _ := metaLeadProcessPayload(res.LeadID)
-		h.d.Dispatch.Now(ctx, res.OutboxID, tasks.TypeLeadProcess, payload)
+		h.d.Dispatch.Send(ctx, res.TaskID, tasks.TypeLeadProcess, payload)
 		h.d.Logger.Info("meta lead stored", "leadgen_id", p.LeadgenID, "lead_id", res.LeadID, "form_id", ad.FormID,
 			"course", lead.Course, "marketing_consent", lead.ConsentMarketing)
 	}

@@ -216,7 +216,7 @@ func TestExportLeadsFilters(t *testing.T) {
 	for _, sp := range specs {
 		l := newLead(sp.name+"."+tag+"@example.com", sp.course)
 		l.Site, l.Source, l.Campaign, l.ConsentMarketing = sp.site, sp.src, sp.camp, sp.marketing
-		r, err := s.SubmitLead(ctx, l, base.AddDate(0, 0, sp.day), nil, "lead:process", payload)
+		r, err := s.SubmitLead(ctx, l, base.AddDate(0, 0, sp.day), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

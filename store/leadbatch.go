@@ -35,12 +35,10 @@ const maxLeadBatch = 64
 var errStoreClosed = errors.New("store is closed")
 
 type leadJob struct {
-	ctx      context.Context
-	lead     NewLead
-	now      time.Time
-	idem     *Idempotency
-	taskType string
-	payload  func(string) ([]byte, error)
+	ctx  context.Context
+	lead NewLead
+	now  time.Time
+	idem *Idempotency
 
 	res  LeadSubmission
 	err  error
@@ -153,7 +151,7 @@ func (b *leadBatcher) commit(batch []*leadJob) {
 	if len(live) > 1 && errors.As(err, &pgErr) {
 		// The server refused something in the batch: find out whose it is.
 		for _, j := range live {
-			res, err := b.s.submitOne(j.ctx, j.lead, j.now, j.idem, j.taskType, j.payload)
+			res, err := b.s.submitOne(j.ctx, j.lead, j.now, j.idem)
 			j.finish(res, err)
 		}
 		return
@@ -312,7 +310,6 @@ func submitBatchOn(ctx context.Context, conn *pgx.Conn, jobs []*leadJob) ([]jobR
 
 	// Decide each job, in arrival order.
 	var ins leadInserts
-	var ob outboxInserts
 	answered := map[idemKey]int{} // idempotency key → job index answered in this batch
 	for i, j := range jobs {
 		if j.idem != nil {
@@ -351,17 +348,10 @@ func submitBatchOn(ctx context.Context, conn *pgx.Conn, jobs []*leadJob) ([]jobR
 		if err != nil {
 			return nil, err
 		}
-		payload, err := j.payload(id.String())
-		if err != nil {
-			return nil, err
-		}
 		if err := ins.add(id.String(), norms[i], j.lead, j.now); err != nil {
 			return nil, err
 		}
-		// The outbox row (and TaskID) has the lead's id: the sweep finds
-		// it by primary key.
-		ob.add(id.String(), j.taskType, payload, j.now)
-		results[i].res = LeadSubmission{LeadID: id.String(), OutboxID: id.String(), Status: LeadQueued}
+		results[i].res = LeadSubmission{LeadID: id.String(), TaskID: id.String(), Status: LeadQueued}
 		// A later job of this batch with the same email and course is a
 		// duplicate of this one.
 		existing[k] = existingLead{id: id.String(), status: LeadQueued, receivedAt: j.now}
@@ -371,7 +361,6 @@ func submitBatchOn(ctx context.Context, conn *pgx.Conn, jobs []*leadJob) ([]jobR
 	b = &pgx.Batch{}
 	if len(ins.id) > 0 {
 		ins.queue(b)
-		ob.queue(b)
 	}
 	if err := queueIdempotencies(b, jobs, results); err != nil {
 		return nil, err
@@ -489,27 +478,4 @@ func (c *leadInserts) queue(b *pgx.Batch) {
 		c.course, c.campaign, c.site, c.source, c.message, c.utm,
 		c.consentPrivacy, c.consentMarketing, c.consentText, c.consentAt,
 		c.clientIP, c.clientUA, c.receivedAt, c.submittedBy)
-}
-
-// outboxInserts are the outbox rows a batch stores.
-type outboxInserts struct {
-	id, taskType []string
-	payload      [][]byte
-	created      []time.Time
-	available    []time.Time
-}
-
-func (o *outboxInserts) add(id, taskType string, payload []byte, now time.Time) {
-	o.id = append(o.id, id)
-	o.taskType = append(o.taskType, taskType)
-	o.payload = append(o.payload, payload)
-	o.created = append(o.created, now)
-	o.available = append(o.available, now.Add(InlineGrace))
-}
-
-func (o *outboxInserts) queue(b *pgx.Batch) {
-	b.Queue(`
-		insert into cepjobs.outbox (id, task_type, payload, created_at, available_at)
-		select * from unnest($1::uuid[], $2::text[], $3::bytea[], $4::timestamptz[], $5::timestamptz[])`,
-		o.id, o.taskType, o.payload, o.created, o.available)
 }

@@ -47,7 +47,7 @@ func TestSubmitLeadBatches(t *testing.T) {
 	for i := range 150 {
 		wg.Go(func() {
 			<-start
-			r, err := s.SubmitLead(ctx, newLead(fmt.Sprintf("b%d.%s@example.com", i, run), "curso-a"), now, nil, "lead:process", payload)
+			r, err := s.SubmitLead(ctx, newLead(fmt.Sprintf("b%d.%s@example.com", i, run), "curso-a"), now, nil)
 			mu.Lock()
 			distinct[i] = outcome{r, err}
 			mu.Unlock()
@@ -56,14 +56,14 @@ func TestSubmitLeadBatches(t *testing.T) {
 	for range 20 {
 		wg.Go(func() {
 			<-start
-			r, err := s.SubmitLead(ctx, newLead("same."+run+"@example.com", "curso-a"), now, nil, "lead:process", payload)
+			r, err := s.SubmitLead(ctx, newLead("same."+run+"@example.com", "curso-a"), now, nil)
 			record(&repeats, outcome{r, err})
 		})
 	}
 	for range 10 {
 		wg.Go(func() {
 			<-start
-			r, err := s.SubmitLead(ctx, newLead("idem."+run+"@example.com", "curso-b"), now, idem("h1"), "lead:process", payload)
+			r, err := s.SubmitLead(ctx, newLead("idem."+run+"@example.com", "curso-b"), now, idem("h1"))
 			record(&retries, outcome{r, err})
 		})
 	}
@@ -71,7 +71,7 @@ func TestSubmitLeadBatches(t *testing.T) {
 		<-start
 		bad := newLead("nul."+run+"@example.com", "curso-a")
 		bad.FirstName = "An\x00a" // PostgreSQL text refuses NUL
-		r, err := s.SubmitLead(ctx, bad, now, nil, "lead:process", payload)
+		r, err := s.SubmitLead(ctx, bad, now, nil)
 		mu.Lock()
 		refused = outcome{r, err}
 		mu.Unlock()
@@ -81,17 +81,17 @@ func TestSubmitLeadBatches(t *testing.T) {
 	// The key again with another body, while more leads share the batch.
 	for i := range 20 {
 		wg.Go(func() {
-			_, _ = s.SubmitLead(ctx, newLead(fmt.Sprintf("c%d.%s@example.com", i, run), "curso-c"), now, nil, "lead:process", payload)
+			_, _ = s.SubmitLead(ctx, newLead(fmt.Sprintf("c%d.%s@example.com", i, run), "curso-c"), now, nil)
 		})
 	}
-	r, err := s.SubmitLead(ctx, newLead("other."+run+"@example.com", "curso-b"), now, idem("h2"), "lead:process", payload)
+	r, err := s.SubmitLead(ctx, newLead("other."+run+"@example.com", "curso-b"), now, idem("h2"))
 	record(&conflict, outcome{r, err})
 	wg.Wait()
 
 	ids := map[string]bool{}
 	for i, o := range distinct {
-		if o.err != nil || o.res.Duplicate || o.res.OutboxID == "" || o.res.Status != store.LeadQueued {
-			t.Fatalf("distinct lead %d: got %+v %v, want a new queued lead with an outbox row", i, o.res, o.err)
+		if o.err != nil || o.res.Duplicate || o.res.TaskID != o.res.LeadID || o.res.Status != store.LeadQueued {
+			t.Fatalf("distinct lead %d: got %+v %v, want a new queued lead whose TaskID is its id", i, o.res, o.err)
 		}
 		ids[o.res.LeadID] = true
 	}
@@ -152,8 +152,10 @@ func TestSubmitLeadBatches(t *testing.T) {
 		where l.email like '%.'||$1||'@example.com'`, run).Scan(&outbox); err != nil {
 		t.Fatal(err)
 	}
-	if n != 172 || outbox != 172 {
-		t.Errorf("stored %d leads and %d outbox rows, want 172 and 172 (150+20 distinct, 1 repeated, 1 with a key)", n, outbox)
+	// A lead's task is the caller's to send; an outbox row is written only
+	// when Redis refuses it (Dispatcher.Send).
+	if n != 172 || outbox != 0 {
+		t.Errorf("stored %d leads and %d outbox rows, want 172 (150+20 distinct, 1 repeated, 1 with a key) and none", n, outbox)
 	}
 	var (
 		last, phone, campaign               *string
@@ -189,10 +191,10 @@ func TestRefusedBatchKeepsItsConnection(t *testing.T) {
 	before := s.NewConns()
 	bad := newLead("nul."+run+"@example.com", "curso-a")
 	bad.FirstName = "An\x00a" // PostgreSQL text refuses NUL
-	if _, err := s.SubmitLead(ctx, bad, time.Now(), nil, "lead:process", payload); err == nil {
+	if _, err := s.SubmitLead(ctx, bad, time.Now(), nil); err == nil {
 		t.Fatal("lead with a NUL byte: stored, want an error")
 	}
-	if _, err := s.SubmitLead(ctx, newLead("ok."+run+"@example.com", "curso-a"), time.Now(), nil, "lead:process", payload); err != nil {
+	if _, err := s.SubmitLead(ctx, newLead("ok."+run+"@example.com", "curso-a"), time.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := s.NewConns() - before; n != 0 {
@@ -205,7 +207,7 @@ func TestSubmitLeadCancelled(t *testing.T) {
 	s := setup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := s.SubmitLead(ctx, newLead("gone@example.com", "c"), time.Now(), nil, "lead:process", payload)
+	_, err := s.SubmitLead(ctx, newLead("gone@example.com", "c"), time.Now(), nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("got %v, want context.Canceled", err)
 	}

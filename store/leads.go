@@ -75,25 +75,31 @@ type LeadSubmission struct {
 	Duplicate bool
 	// Status is the lead's current status (queued for a new lead).
 	Status string
-	// OutboxID is the outbox row (and TaskID) of the lead:process task; empty
-	// for a duplicate or a replay.
-	OutboxID string
+	// TaskID is the TaskID of the new lead's lead:process task (the lead's
+	// id) for the caller to enqueue; empty for a duplicate or a replay.
+	TaskID string
 	// Replay is the stored answer when the Idempotency-Key was seen before.
 	Replay *Response
 }
 
-// SubmitLead stores a lead and its lead:process outbox row in one
-// transaction. A lead with the same email (case-insensitive) and course
-// received within DuplicateWindow is not stored again: the existing id comes
-// back with Duplicate set. taskPayload builds the outbox payload from the new
-// lead's id. Concurrent submissions share transactions (see leadbatch.go).
-func (s *Store) SubmitLead(ctx context.Context, l NewLead, now time.Time, idem *Idempotency, taskType string, taskPayload func(leadID string) ([]byte, error)) (LeadSubmission, error) {
-	return s.leads.submit(&leadJob{ctx: ctx, lead: l, now: now, idem: idem, taskType: taskType, payload: taskPayload})
+// SubmitLead stores a lead. A lead with the same email (case-insensitive)
+// and course received within DuplicateWindow is not stored again: the
+// existing id comes back with Duplicate set. Concurrent submissions share
+// transactions (see leadbatch.go).
+//
+// A new lead has no outbox row: the lead itself, queued, is the durable
+// record of its lead:process task. The caller enqueues the task right after
+// (outbox.Dispatcher.Send), writing an outbox row only if Redis refuses it,
+// and the sweep re-sends the task of a lead still queued past
+// CEPJOBS_SWEEP_AFTER whose task is not in Redis (a crash between commit and
+// enqueue, a Redis that lost it).
+func (s *Store) SubmitLead(ctx context.Context, l NewLead, now time.Time, idem *Idempotency) (LeadSubmission, error) {
+	return s.leads.submit(&leadJob{ctx: ctx, lead: l, now: now, idem: idem})
 }
 
 // submitOne stores one submission in its own transaction: the path a batch
 // falls back to when the server refused it.
-func (s *Store) submitOne(ctx context.Context, l NewLead, now time.Time, idem *Idempotency, taskType string, taskPayload func(leadID string) ([]byte, error)) (LeadSubmission, error) {
+func (s *Store) submitOne(ctx context.Context, l NewLead, now time.Time, idem *Idempotency) (LeadSubmission, error) {
 	var res LeadSubmission
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		res = LeadSubmission{}
@@ -116,7 +122,7 @@ func (s *Store) submitOne(ctx context.Context, l NewLead, now time.Time, idem *I
 				return nil
 			}
 		}
-		if err := submitLead(ctx, tx, l, now, taskType, taskPayload, &res); err != nil {
+		if err := submitLead(ctx, tx, l, now, &res); err != nil {
 			return err
 		}
 		if idem != nil {
@@ -130,7 +136,7 @@ func (s *Store) submitOne(ctx context.Context, l NewLead, now time.Time, idem *I
 	return res, nil
 }
 
-func submitLead(ctx context.Context, tx pgx.Tx, l NewLead, now time.Time, taskType string, taskPayload func(string) ([]byte, error), res *LeadSubmission) error {
+func submitLead(ctx context.Context, tx pgx.Tx, l NewLead, now time.Time, res *LeadSubmission) error {
 	// The caller holds the lock on the email and course, so two concurrent
 	// posts of one form cannot both pass the duplicate check.
 	norm := NormalizeEmail(l.Email)
@@ -181,16 +187,7 @@ func submitLead(ctx context.Context, tx pgx.Tx, l NewLead, now time.Time, taskTy
 	if err != nil {
 		return err
 	}
-	payload, err := taskPayload(id.String())
-	if err != nil {
-		return err
-	}
-	// The outbox row (and TaskID) has the lead's id: the sweep finds it by
-	// primary key.
-	if err := insertOutboxRow(ctx, tx, id, taskType, payload, now); err != nil {
-		return err
-	}
-	res.LeadID, res.OutboxID, res.Status = id.String(), id.String(), LeadQueued
+	res.LeadID, res.TaskID, res.Status = id.String(), id.String(), LeadQueued
 	return nil
 }
 

@@ -28,18 +28,13 @@ func insertOutbox(ctx context.Context, tx pgx.Tx, taskType string, payload []byt
 	if err != nil {
 		return "", err
 	}
-	if err := insertOutboxRow(ctx, tx, id, taskType, payload, now); err != nil {
+	_, err = tx.Exec(ctx, `
+		insert into cepjobs.outbox (id, task_type, payload, created_at, available_at)
+		values ($1, $2, $3, $4, $5)`, id, taskType, payload, now, now.Add(InlineGrace))
+	if err != nil {
 		return "", err
 	}
 	return id.String(), nil
-}
-
-// insertOutboxRow writes an outbox row with the given id (the TaskID).
-func insertOutboxRow(ctx context.Context, tx pgx.Tx, id uuid.UUID, taskType string, payload []byte, now time.Time) error {
-	_, err := tx.Exec(ctx, `
-		insert into cepjobs.outbox (id, task_type, payload, created_at, available_at)
-		values ($1, $2, $3, $4, $5)`, id, taskType, payload, now, now.Add(InlineGrace))
-	return err
 }
 
 // markDispatchedSQL marks rows by primary key. It does not say "and
@@ -86,6 +81,21 @@ func (s *Store) DeferDispatch(ctx context.Context, id string, reason string, ret
 		where id = $1 and dispatched_at is null`, id, truncate(reason, 500), retryAt)
 	if err != nil {
 		return fmt.Errorf("defer outbox row: %w", err)
+	}
+	return nil
+}
+
+// LeaveToRelay writes an outbox row, due at once, for a task that has no
+// row of its own and that could not be enqueued (a queued lead whose
+// lead:process task Redis refused): the relay sends it when Redis is back.
+// A row already there under that id is left as it is.
+func (s *Store) LeaveToRelay(ctx context.Context, id, taskType string, payload []byte, reason string, now time.Time) error {
+	_, err := s.pool.Exec(ctx, `
+		insert into cepjobs.outbox (id, task_type, payload, created_at, available_at, attempts, last_error)
+		values ($1, $2, $3, $4, $4, 1, $5)
+		on conflict (id) do nothing`, id, taskType, payload, now, truncate(reason, 500))
+	if err != nil {
+		return fmt.Errorf("leave task to the outbox relay: %w", err)
 	}
 	return nil
 }

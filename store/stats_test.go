@@ -22,14 +22,14 @@ func TestRollupIsIdempotentAndAnswersStats(t *testing.T) {
 	for i, c := range []struct{ course, campaign string }{{"a", "camp-x"}, {"a", "camp-x"}, {"b", "camp-x"}, {"b", ""}} {
 		l := newLead(fmt.Sprintf("stats.%d.%d@example.com", i, time.Now().UnixNano()), c.course)
 		l.Campaign, l.Site, l.ConsentMarketing = c.campaign, "sevilla", i%2 == 0
-		r, err := s.SubmitLead(ctx, l, day.Add(time.Duration(i+1)*time.Hour), nil, "lead:process", payload)
+		r, err := s.SubmitLead(ctx, l, day.Add(time.Duration(i+1)*time.Hour), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, r.LeadID)
 	}
 	// One lead the day after: not in the day's roll-up.
-	if _, err := s.SubmitLead(ctx, newLead("stats.next@example.com", "a"), day.Add(25*time.Hour), nil, "lead:process", payload); err != nil {
+	if _, err := s.SubmitLead(ctx, newLead("stats.next@example.com", "a"), day.Add(25*time.Hour), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.PlanDeliveries(ctx, ids[0], []store.PlannedDelivery{{Channel: "meta", Status: "pending"}, {Channel: "whatsapp", Status: "skipped", Reason: "x"}}, day); err != nil {
@@ -114,7 +114,7 @@ func TestEraseLeadBlanksPersonalData(t *testing.T) {
 		fmt.Sprintf("Llamadme %d", n), fmt.Sprintf("cms-erase-%d", n)
 	l.ClientIP = netip.AddrFrom4([4]byte{198, 51, byte(n >> 8), byte(n)})
 	l.ClientUserAgent = fmt.Sprintf("EraseTest/%d", n)
-	r, err := s.SubmitLead(ctx, l, now, nil, "lead:process", payload)
+	r, err := s.SubmitLead(ctx, l, now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

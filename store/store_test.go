@@ -89,25 +89,25 @@ func TestSubmitLeadDuplicateWindow(t *testing.T) {
 	now := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
 	email := fmt.Sprintf("ana.%d@Example.com", time.Now().UnixNano())
 
-	first, err := s.SubmitLead(ctx, newLead(email, "curso-a"), now, nil, "lead:process", payload)
+	first, err := s.SubmitLead(ctx, newLead(email, "curso-a"), now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.Duplicate || first.OutboxID == "" {
-		t.Fatalf("first submission: got %+v, want a new lead with an outbox row", first)
+	if first.Duplicate || first.TaskID != first.LeadID {
+		t.Fatalf("first submission: got %+v, want a new lead with its id as TaskID", first)
 	}
 
 	// Same email in another case, same course, 23 h later: duplicate.
-	dup, err := s.SubmitLead(ctx, newLead(store.NormalizeEmail(email), "curso-a"), now.Add(23*time.Hour), nil, "lead:process", payload)
+	dup, err := s.SubmitLead(ctx, newLead(store.NormalizeEmail(email), "curso-a"), now.Add(23*time.Hour), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !dup.Duplicate || dup.LeadID != first.LeadID || dup.OutboxID != "" {
-		t.Errorf("duplicate: got %+v, want duplicate of %s without outbox row", dup, first.LeadID)
+	if !dup.Duplicate || dup.LeadID != first.LeadID || dup.TaskID != "" {
+		t.Errorf("duplicate: got %+v, want duplicate of %s without a task to send", dup, first.LeadID)
 	}
 
 	// Another course: a new lead.
-	other, err := s.SubmitLead(ctx, newLead(email, "curso-b"), now.Add(time.Hour), nil, "lead:process", payload)
+	other, err := s.SubmitLead(ctx, newLead(email, "curso-b"), now.Add(time.Hour), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestSubmitLeadDuplicateWindow(t *testing.T) {
 	}
 
 	// 25 h after the first: a new lead again.
-	later, err := s.SubmitLead(ctx, newLead(email, "curso-a"), now.Add(25*time.Hour), nil, "lead:process", payload)
+	later, err := s.SubmitLead(ctx, newLead(email, "curso-a"), now.Add(25*time.Hour), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestSubmitLeadConcurrentDuplicates(t *testing.T) {
 	)
 	for range 10 {
 		wg.Go(func() {
-			r, err := s.SubmitLead(ctx, newLead(email, "curso-a"), now, nil, "lead:process", payload)
+			r, err := s.SubmitLead(ctx, newLead(email, "curso-a"), now, nil)
 			if err != nil {
 				t.Error(err)
 				return
@@ -176,11 +176,11 @@ func TestSubmitLeadIdempotency(t *testing.T) {
 	idem := &store.Idempotency{Principal: "cms", Key: fmt.Sprint("k-", now.UnixNano()), RequestHash: []byte("h1"), Render: render}
 	email := fmt.Sprintf("idem.%d@example.com", now.UnixNano())
 
-	first, err := s.SubmitLead(ctx, newLead(email, "c"), now, idem, "lead:process", payload)
+	first, err := s.SubmitLead(ctx, newLead(email, "c"), now, idem)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := s.SubmitLead(ctx, newLead(email, "c"), now, idem, "lead:process", payload)
+	again, err := s.SubmitLead(ctx, newLead(email, "c"), now, idem)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestSubmitLeadIdempotency(t *testing.T) {
 
 	other := *idem
 	other.RequestHash = []byte("h2")
-	if _, err := s.SubmitLead(ctx, newLead(email, "c"), now, &other, "lead:process", payload); !errors.Is(err, store.ErrIdempotencyConflict) {
+	if _, err := s.SubmitLead(ctx, newLead(email, "c"), now, &other); !errors.Is(err, store.ErrIdempotencyConflict) {
 		t.Errorf("same key, other body: got %v, want ErrIdempotencyConflict", err)
 	}
 }
@@ -199,7 +199,7 @@ func TestRelayOutbox(t *testing.T) {
 	s := setup(t)
 	ctx := context.Background()
 	now := time.Now()
-	r, err := s.SubmitLead(ctx, newLead(fmt.Sprintf("relay.%d@example.com", now.UnixNano()), "c"), now, nil, "lead:process", payload)
+	rowID, err := s.QueueTask(ctx, "backup:database", []byte(`{"database":"relay"}`), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestRelayOutbox(t *testing.T) {
 	count := func(at time.Time) (seen []string) {
 		// Other tests' rows share the table: a limit above them all.
 		_, _, err := s.RelayOutbox(ctx, at, 10000, func(_ context.Context, row store.OutboxRow) store.DispatchResult {
-			if row.ID == r.OutboxID { // other tests' rows share the table
+			if row.ID == rowID { // other tests' rows share the table
 				seen = append(seen, row.ID)
 			}
 			return store.DispatchResult{Err: errors.New("redis down"), RetryAt: at.Add(time.Second)}
@@ -222,8 +222,8 @@ func TestRelayOutbox(t *testing.T) {
 		t.Errorf("relay within grace: got %v, want nothing", got)
 	}
 	later := now.Add(store.InlineGrace + time.Second)
-	if got := count(later); len(got) != 1 || got[0] != r.OutboxID {
-		t.Errorf("relay after grace: got %v, want [%s]", got, r.OutboxID)
+	if got := count(later); len(got) != 1 || got[0] != rowID {
+		t.Errorf("relay after grace: got %v, want [%s]", got, rowID)
 	}
 	// The failure pushed it back by a second.
 	if got := count(later); len(got) != 0 {
@@ -237,6 +237,44 @@ func TestRelayOutbox(t *testing.T) {
 	}
 	if got := count(later.Add(time.Hour)); len(got) != 0 {
 		t.Errorf("relay after dispatch: got %v, want nothing", got)
+	}
+}
+
+// A lead's task that Redis refused gets an outbox row due at once: the
+// relay sends it without waiting out the inline grace, and a second refusal
+// (or the relay racing the request) leaves the row as it is.
+func TestLeaveToRelay(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	now := time.Now()
+	r, err := s.SubmitLead(ctx, newLead(fmt.Sprintf("leave.%d@example.com", now.UnixNano()), "c"), now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := payload(r.LeadID)
+	for i := range 2 {
+		if err := s.LeaveToRelay(ctx, r.TaskID, "lead:process", p, fmt.Sprintf("redis down %d", i), now.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rows []store.OutboxRow
+	if _, _, err := s.RelayOutbox(ctx, now, 10000, func(_ context.Context, row store.OutboxRow) store.DispatchResult {
+		if row.ID == r.TaskID {
+			rows = append(rows, row)
+		}
+		return store.DispatchResult{}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].TaskType != "lead:process" || string(rows[0].Payload) != string(p) || !rows[0].CreatedAt.Equal(now.Truncate(time.Microsecond)) || rows[0].Attempts != 1 {
+		t.Fatalf("relay at once saw %+v, want the one row with its task, created %v, 1 attempt", rows, now)
+	}
+	sl, err := s.StaleQueuedLeads(ctx, now.Add(time.Second), store.SweepCursor{ReceivedAt: now.Add(-time.Nanosecond)}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sl) != 1 || sl[0].TaskID != r.LeadID || sl[0].Pending {
+		t.Errorf("sweep sees %+v, want lead %s, not pending once relayed", sl, r.LeadID)
 	}
 }
 

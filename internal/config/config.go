@@ -73,12 +73,12 @@ func (c RedisConfig) Validate() error {
 }
 
 // OutboxConfig tunes the relay that re-sends tasks Redis did not take, and
-// the sweep that re-enqueues lead tasks Redis lost after taking them.
+// the sweep that sends the tasks of queued leads that are not in Redis.
 type OutboxConfig struct {
 	Interval time.Duration `env:"CEPJOBS_OUTBOX_INTERVAL" default:"1s"`
 	Batch    int           `env:"CEPJOBS_OUTBOX_BATCH" default:"200"`
 	// SweepAfter is how long a lead may stay queued before the sweep checks
-	// that its task is in Redis (0 turns the sweep off).
+	// that its task is in Redis (at least 1s; the sweep cannot be off).
 	SweepAfter    time.Duration `env:"CEPJOBS_SWEEP_AFTER" default:"1m"`
 	SweepInterval time.Duration `env:"CEPJOBS_SWEEP_INTERVAL" default:"30s"`
 	SweepBatch    int           `env:"CEPJOBS_SWEEP_BATCH" default:"1000"`

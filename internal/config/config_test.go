@@ -53,6 +53,7 @@ func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
 		"CEPJOBS_OUTBOX_INTERVAL=soon",
 		"CEPJOBS_DASHBOARD_PASWORD_HASH=x",
 		"CEPJOBS_LOG_LEVEL=loud",
+		"CEPJOBS_SWEEP_AFTER=0",
 	})
 	var ce *config.Error
 	if !errors.As(err, &ce) {
@@ -71,6 +72,7 @@ func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
 		"CEPJOBS_OUTBOX_INTERVAL: want a duration",
 		"CEPJOBS_DASHBOARD_PASWORD_HASH: unknown variable (did you mean CEPJOBS_DASHBOARD_PASSWORD_HASH?)",
 		"CEPJOBS_LOG_LEVEL: want debug",
+		"CEPJOBS_SWEEP_AFTER: must be at least 1s",
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error lacks %q:\n%s", want, msg)

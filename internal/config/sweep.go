@@ -7,8 +7,11 @@ import (
 
 func (c OutboxConfig) validateSweep() []error {
 	var errs []error
-	if c.SweepAfter < 0 || (c.SweepAfter > 0 && c.SweepAfter < time.Second) {
-		errs = append(errs, errors.New("CEPJOBS_SWEEP_AFTER: must be 0 (off) or at least 1s"))
+	// The sweep is what sends the task of a lead stored by an intake that
+	// died before sending it (a new lead has no outbox row): it cannot be
+	// turned off.
+	if c.SweepAfter < time.Second {
+		errs = append(errs, errors.New("CEPJOBS_SWEEP_AFTER: must be at least 1s (the sweep sends the tasks of leads an intake stored but could not send; it cannot be turned off)"))
 	}
 	if c.SweepInterval < 100*time.Millisecond {
 		errs = append(errs, errors.New("CEPJOBS_SWEEP_INTERVAL: must be at least 100ms"))

@@ -26,17 +26,24 @@ import (
 	"github.com/cepcomunicacion/cepjobs/store"
 )
 
+// enqueueSenders is how many pipelines of enqueues may be in flight at
+// once. Few: batches form while every sender waits on Redis, and one
+// round trip carries a whole batch.
+const enqueueSenders = 2
+
 // Intake is the intake process: HTTP API, dashboard, outbox relay.
 type Intake struct {
 	cfg      config.Config
 	log      *slog.Logger
 	store    *store.Store
 	redis    redis.UniversalClient
+	enqRedis redis.UniversalClient // the asynq client's, auto-pipelined
+	autopipe *redisconn.AutoPipeline
 	client   *asynq.Client
 	server   *api.Server
 	relay    *outbox.Relay
 	dispatch *outbox.Dispatcher
-	sweep    *outbox.Sweeper // nil when CEPJOBS_SWEEP_AFTER=0
+	sweep    *outbox.Sweeper
 	listener net.Listener
 }
 
@@ -75,7 +82,12 @@ func NewIntake(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Int
 	if err := outbox.AnnounceQueues(ctx, in.redis); err != nil {
 		log.Warn("redis does not answer yet; leads are accepted and kept in the outbox until it does", "redis", redisconn.Redact(cfg.Redis.URL), "err", err)
 	}
-	in.client = asynq.NewClientFromRedisClient(in.redis)
+	// Enqueues get a client of their own whose commands concurrent requests
+	// share pipelines on: one round trip for every lead that reached the
+	// enqueue at the same moment (docs/design.md, "Enqueue").
+	in.enqRedis = redisconn.Client(opt)
+	in.autopipe = redisconn.NewAutoPipeline(in.enqRedis, enqueueSenders)
+	in.client = asynq.NewClientFromRedisClient(in.enqRedis)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -149,9 +161,7 @@ func (in *Intake) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { in.relay.Run(relayCtx) })
 	wg.Go(func() { in.announceQueues(relayCtx) })
-	if in.sweep != nil {
-		wg.Go(func() { in.sweep.Run(relayCtx) })
-	}
+	wg.Go(func() { in.sweep.Run(relayCtx) })
 	defer func() {
 		stopRelay()
 		wg.Wait()
@@ -207,6 +217,12 @@ func (in *Intake) close() {
 	}
 	if in.client != nil {
 		_ = in.client.Close()
+	}
+	if in.autopipe != nil {
+		in.autopipe.Close()
+	}
+	if in.enqRedis != nil {
+		_ = in.enqRedis.Close()
 	}
 	if in.redis != nil {
 		_ = in.redis.Close()

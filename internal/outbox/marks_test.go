@@ -2,7 +2,6 @@ package outbox_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,14 +35,13 @@ func TestDispatchedMarksAreRecordedByClose(t *testing.T) {
 	d := outbox.NewDispatcher(st, asynq.NewClientFromRedisClient(rc), slog.New(slog.NewTextHandler(io.Discard, nil)), outbox.NewMetrics(prometheus.NewRegistry()), nil)
 
 	now := time.Now()
-	submit := func(i int) store.LeadSubmission {
-		res, err := st.SubmitLead(ctx, store.NewLead{FirstName: "A", Email: fmt.Sprintf("mark%d.%d@example.com", i, now.UnixNano()), Course: "c", Source: "s",
-			ConsentPrivacy: true, ConsentTextVersion: "v", SubmittedBy: "t"}, now, nil, tasks.TypeLeadProcess,
-			func(id string) ([]byte, error) { return json.Marshal(tasks.LeadProcess{LeadID: id}) })
+	submit := func(i int) (string, []byte) {
+		payload := fmt.Appendf(nil, `{"to_email":"mark%d@example.com"}`, i)
+		id, err := st.QueueTask(ctx, tasks.TypeEmailSend, payload, now)
 		if err != nil {
 			t.Error(err)
 		}
-		return res
+		return id, payload
 	}
 	before, _, err := st.OutboxBacklog(ctx, now)
 	if err != nil {
@@ -52,9 +50,8 @@ func TestDispatchedMarksAreRecordedByClose(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 200 {
 		wg.Go(func() {
-			res := submit(i)
-			payload, _ := json.Marshal(tasks.LeadProcess{LeadID: res.LeadID})
-			d.Now(ctx, res.OutboxID, tasks.TypeLeadProcess, payload)
+			id, payload := submit(i)
+			d.Now(ctx, id, tasks.TypeEmailSend, payload)
 		})
 	}
 	wg.Wait()
@@ -63,9 +60,8 @@ func TestDispatchedMarksAreRecordedByClose(t *testing.T) {
 		t.Errorf("backlog after Close: got %d rows not marked dispatched, want %d", n, before)
 	}
 
-	late := submit(1000)
-	payload, _ := json.Marshal(tasks.LeadProcess{LeadID: late.LeadID})
-	d.Now(ctx, late.OutboxID, tasks.TypeLeadProcess, payload)
+	late, payload := submit(1000)
+	d.Now(ctx, late, tasks.TypeEmailSend, payload)
 	if n, _, _ := st.OutboxBacklog(ctx, now); n != before {
 		t.Errorf("a dispatch after Close left its row unmarked (backlog %d, want %d)", n, before)
 	}

@@ -28,6 +28,7 @@ type outboxStore interface {
 	MarkDispatched(ctx context.Context, id string, now time.Time) error
 	MarkDispatchedBatch(ctx context.Context, ids []string, now time.Time) error
 	DeferDispatch(ctx context.Context, id, reason string, retryAt time.Time) error
+	LeaveToRelay(ctx context.Context, id, taskType string, payload []byte, reason string, now time.Time) error
 	RelayOutbox(ctx context.Context, now time.Time, limit int, dispatch func(context.Context, store.OutboxRow) store.DispatchResult) (int, int, error)
 	OutboxBacklog(ctx context.Context, now time.Time) (int, time.Duration, error)
 }
@@ -140,6 +141,41 @@ func (d *Dispatcher) Now(ctx context.Context, id, taskType string, payload []byt
 	d.succeeded(ctx)
 	d.metrics.dispatched.WithLabelValues("inline").Inc()
 	d.mark(ctx, id)
+}
+
+// Send enqueues a task that has no outbox row because another row is its
+// durable record: a new lead, queued in Postgres, for its lead:process task.
+// Nothing is written when Redis takes it. When Redis does not, Send writes an
+// outbox row, due at once, so the relay sends the task as soon as Redis is
+// back; should that write fail too, or the process die before the enqueue,
+// the sweep re-sends the task of a lead still queued past
+// CEPJOBS_SWEEP_AFTER. It never fails the request.
+func (d *Dispatcher) Send(ctx context.Context, id, taskType string, payload []byte) {
+	now := d.now()
+	if now.UnixNano() < d.downUntil.Load() {
+		d.leaveToRelay(ctx, id, taskType, payload, "redis unavailable: left to the relay", now)
+		return
+	}
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inlineTimeout)
+	err := d.enqueue(ectx, id, taskType, payload)
+	cancel()
+	if err != nil {
+		d.failed()
+		d.downUntil.Store(now.Add(time.Second).UnixNano())
+		d.metrics.errors.WithLabelValues(taskType).Inc()
+		d.log.Warn("enqueue failed, left to the outbox relay", "outbox_id", id, "task_type", taskType, "err", err)
+		d.leaveToRelay(ctx, id, taskType, payload, err.Error(), now)
+		return
+	}
+	d.succeeded(ctx)
+	d.metrics.dispatched.WithLabelValues("inline").Inc()
+}
+
+func (d *Dispatcher) leaveToRelay(ctx context.Context, id, taskType string, payload []byte, reason string, now time.Time) {
+	if err := d.store.LeaveToRelay(context.WithoutCancel(ctx), id, taskType, payload, reason, now); err != nil {
+		// Still safe: the sweep re-sends the task once it is overdue.
+		d.log.Warn("leave task to the outbox relay", "outbox_id", id, "task_type", taskType, "err", err)
+	}
 }
 
 // mark records a row as dispatched. The recorder goroutine marks every row

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cepcomunicacion/cepjobs/internal/outbox"
@@ -50,6 +52,10 @@ func (f *flaky) EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq
 	return f.real.EnqueueContext(ctx, t, opts...)
 }
 
+// A task that Redis refuses reaches it through the relay once Redis is
+// back, whether it has an outbox row of its own (Now) or not (Send, a new
+// lead's: the row is written on the refusal); a task Redis takes at once
+// leaves no row behind for a lead.
 func TestInlineFailureThenRelay(t *testing.T) {
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Config{URL: dbURL})
@@ -57,67 +63,123 @@ func TestInlineFailureThenRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
 	opt, _ := redisconn.Parse(testenv.RedisURL(t, testenv.RedisDBOutboxRelay))
 	rc := redisconn.Client(opt)
 	defer rc.Close()
-	client := &flaky{real: asynq.NewClientFromRedisClient(rc)}
-	inspector := asynq.NewInspectorFromRedisClient(rc)
 
-	now := time.Now()
-	clock := func() time.Time { return now }
-	d := outbox.NewDispatcher(st, client, slog.New(slog.NewTextHandler(io.Discard, nil)), outbox.NewMetrics(prometheus.NewRegistry()), clock)
-	var recovered atomic.Int32
-	d.OnRecovery(func(context.Context) { recovered.Add(1) })
-	relay := outbox.NewRelay(d, time.Second, 10)
-
-	queue := func() string {
-		res, err := st.SubmitLead(ctx, store.NewLead{FirstName: "A", Email: time.Now().Format("150405.000000") + "@example.com", Course: "c", Source: "s",
-			ConsentPrivacy: true, ConsentTextVersion: "v", SubmittedBy: "t"}, now, nil, tasks.TypeLeadProcess,
-			func(id string) ([]byte, error) { return json.Marshal(tasks.LeadProcess{LeadID: id}) })
+	type pending struct {
+		id, queue string
+		payload   []byte
+	}
+	leadTask := func(t *testing.T, now time.Time) pending {
+		res, err := st.SubmitLead(ctx, store.NewLead{FirstName: "A", Email: fmt.Sprintf("relay.%d@example.com", time.Now().UnixNano()), Course: "c", Source: "s",
+			ConsentPrivacy: true, ConsentTextVersion: "v", SubmittedBy: "t"}, now, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return res.OutboxID
+		p, _ := json.Marshal(tasks.LeadProcess{LeadID: res.LeadID})
+		return pending{res.TaskID, tasks.QueueCritical, p}
 	}
-
-	client.down.Store(true)
-	first := queue()
-	payload := []byte(`{"lead_id":"00000000-0000-4000-8000-000000000000"}`)
-	d.Now(ctx, first, tasks.TypeLeadProcess, payload)
-	calls := client.n.Load()
-	second := queue()
-	d.Now(ctx, second, tasks.TypeLeadProcess, payload)
-	if client.n.Load() != calls {
-		t.Error("a request right after a failed enqueue tried Redis again instead of leaving the row to the relay")
-	}
-	if sent, err := relay.Once(ctx); err != nil || sent != 0 {
-		t.Errorf("relay with redis down: sent %d, %v", sent, err)
-	}
-	if n, _, _ := st.OutboxBacklog(ctx, now); n != 2 {
-		t.Errorf("backlog with redis down: got %d, want 2", n)
-	}
-
-	client.down.Store(false)
-	now = now.Add(time.Minute) // past every backoff
-	if sent, err := relay.Once(ctx); err != nil || sent != 2 {
-		t.Fatalf("relay with redis back: sent %d, %v", sent, err)
-	}
-	if n, _, _ := st.OutboxBacklog(ctx, now); n != 0 {
-		t.Errorf("backlog after the relay: got %d, want 0", n)
-	}
-	for _, id := range []string{first, second} {
-		if _, err := inspector.GetTaskInfo(tasks.QueueCritical, id); err != nil {
-			t.Errorf("task %s not in Redis: %v", id, err)
+	rowTask := func(t *testing.T, now time.Time) pending {
+		p := []byte(`{"to_email":"a@example.com"}`)
+		id, err := st.QueueTask(ctx, tasks.TypeEmailSend, p, now)
+		if err != nil {
+			t.Fatal(err)
 		}
+		return pending{id, tasks.QueueDefault, p}
 	}
-	if recovered.Load() != 1 {
-		t.Errorf("recovery hook: called %d times, want once", recovered.Load())
+	rowCount := func(t *testing.T, id string) (n int) {
+		t.Helper()
+		if err := db.QueryRow(ctx, `select count(*) from cepjobs.outbox where id = $1`, id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
 	}
-	// Sending a row again (a crash between enqueue and mark) is a TaskID
-	// conflict, which counts as sent.
-	d.Now(ctx, first, tasks.TypeLeadProcess, payload)
-	if q, _ := inspector.GetQueueInfo(tasks.QueueCritical); q.Pending != 2 {
-		t.Errorf("pending after a re-send: got %d, want 2", q.Pending)
+
+	for _, tc := range []struct {
+		name     string
+		taskType string
+		make     func(*testing.T, time.Time) pending
+		send     func(d *outbox.Dispatcher) func(context.Context, string, string, []byte)
+		// rows is how many outbox rows a task Redis took at once leaves.
+		rows int
+	}{
+		{"lead (Send)", tasks.TypeLeadProcess, leadTask, func(d *outbox.Dispatcher) func(context.Context, string, string, []byte) { return d.Send }, 0},
+		{"outbox row (Now)", tasks.TypeEmailSend, rowTask, func(d *outbox.Dispatcher) func(context.Context, string, string, []byte) { return d.Now }, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := rc.FlushDB(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			client := &flaky{real: asynq.NewClientFromRedisClient(rc)}
+			inspector := asynq.NewInspectorFromRedisClient(rc)
+			now := time.Now()
+			clock := func() time.Time { return now }
+			d := outbox.NewDispatcher(st, client, slog.New(slog.NewTextHandler(io.Discard, nil)), outbox.NewMetrics(prometheus.NewRegistry()), clock)
+			defer d.Close()
+			var recovered atomic.Int32
+			d.OnRecovery(func(context.Context) { recovered.Add(1) })
+			relay := outbox.NewRelay(d, time.Second, 10)
+			send := tc.send(d)
+			backlog0, _, err := st.OutboxBacklog(ctx, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			client.down.Store(true)
+			first := tc.make(t, now)
+			send(ctx, first.id, tc.taskType, first.payload)
+			calls := client.n.Load()
+			second := tc.make(t, now)
+			send(ctx, second.id, tc.taskType, second.payload)
+			if client.n.Load() != calls {
+				t.Error("a request right after a failed enqueue tried Redis again instead of leaving the task to the relay")
+			}
+			if sent, err := relay.Once(ctx); err != nil || sent != 0 {
+				t.Errorf("relay with redis down: sent %d, %v", sent, err)
+			}
+			if n, _, _ := st.OutboxBacklog(ctx, now); n != backlog0+2 {
+				t.Errorf("backlog with redis down: got %d, want %d", n, backlog0+2)
+			}
+
+			client.down.Store(false)
+			now = now.Add(time.Minute) // past every backoff
+			if sent, err := relay.Once(ctx); err != nil || sent != backlog0+2 {
+				t.Fatalf("relay with redis back: sent %d, %v; want %d", sent, err, backlog0+2)
+			}
+			if n, _, _ := st.OutboxBacklog(ctx, now); n != 0 {
+				t.Errorf("backlog after the relay: got %d, want 0", n)
+			}
+			for _, p := range []pending{first, second} {
+				if _, err := inspector.GetTaskInfo(p.queue, p.id); err != nil {
+					t.Errorf("task %s not in Redis: %v", p.id, err)
+				}
+			}
+			if recovered.Load() != 1 {
+				t.Errorf("recovery hook: called %d times, want once", recovered.Load())
+			}
+			// Sending a task again (a crash between enqueue and mark, the
+			// sweep racing the relay) is a TaskID conflict, which counts
+			// as sent.
+			send(ctx, first.id, tc.taskType, first.payload)
+			if q, _ := inspector.GetQueueInfo(first.queue); q.Pending != 2 {
+				t.Errorf("pending after a re-send: got %d, want 2", q.Pending)
+			}
+
+			third := tc.make(t, now)
+			send(ctx, third.id, tc.taskType, third.payload)
+			if _, err := inspector.GetTaskInfo(third.queue, third.id); err != nil {
+				t.Errorf("task %s sent with redis up is not in Redis: %v", third.id, err)
+			}
+			if n := rowCount(t, third.id); n != tc.rows {
+				t.Errorf("task sent with redis up: %d outbox rows, want %d", n, tc.rows)
+			}
+		})
 	}
 }
 

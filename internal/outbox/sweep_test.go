@@ -94,21 +94,30 @@ func metric(t *testing.T, reg *prometheus.Registry, name, taskType string) float
 
 type sweptLead struct{ id, outboxID string }
 
-// lead stores a lead received age ago; dispatch marks its outbox row sent
-// and, when enqueue is set, puts its task in Redis as the intake would.
-func (e *sweepEnv) lead(t *testing.T, age time.Duration, dispatch, enqueue bool) sweptLead {
+// rowState is what a lead's outbox has for it.
+type rowState int
+
+const (
+	noRow   rowState = iota // sent at once: a new lead's task has no row
+	leftRow                 // Redis refused it: a row the relay has yet to send
+	relayed                 // Redis refused it and the relay sent it since
+)
+
+// lead stores a lead received age ago with the outbox row state given and,
+// when enqueue is set, puts its task in Redis as the intake or the relay
+// would.
+func (e *sweepEnv) lead(t *testing.T, age time.Duration, row rowState, enqueue bool) sweptLead {
 	t.Helper()
 	ctx := context.Background()
 	e.n++
+	at := e.now.Add(-age)
 	res, err := e.st.SubmitLead(ctx, store.NewLead{FirstName: "A", Email: fmt.Sprintf("sweep.%d.%d@example.com", e.n, e.now.UnixNano()),
-		Course: "c", Source: "s", ConsentPrivacy: true, ConsentTextVersion: "v", SubmittedBy: "t"},
-		e.now.Add(-age), nil, tasks.TypeLeadProcess,
-		func(id string) ([]byte, error) { return json.Marshal(tasks.LeadProcess{LeadID: id}) })
+		Course: "c", Source: "s", ConsentPrivacy: true, ConsentTextVersion: "v", SubmittedBy: "t"}, at, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if enqueue {
-		task, err := tasks.NewLeadProcess(tasks.LeadProcess{LeadID: res.LeadID}, res.OutboxID)
+		task, err := tasks.NewLeadProcess(tasks.LeadProcess{LeadID: res.LeadID}, res.TaskID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,12 +125,18 @@ func (e *sweepEnv) lead(t *testing.T, age time.Duration, dispatch, enqueue bool)
 			t.Fatal(err)
 		}
 	}
-	if dispatch {
-		if err := e.st.MarkDispatched(ctx, res.OutboxID, e.now.Add(-age)); err != nil {
+	if row != noRow {
+		payload, _ := json.Marshal(tasks.LeadProcess{LeadID: res.LeadID})
+		if err := e.st.LeaveToRelay(ctx, res.TaskID, tasks.TypeLeadProcess, payload, "redis down", at); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return sweptLead{id: res.LeadID, outboxID: res.OutboxID}
+	if row == relayed {
+		if err := e.st.MarkDispatched(ctx, res.TaskID, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sweptLead{id: res.LeadID, outboxID: res.TaskID}
 }
 
 func (e *sweepEnv) inRedis(id string) bool {
@@ -134,13 +149,14 @@ func TestSweepReenqueuesOnlyLostTasks(t *testing.T) {
 	ctx := context.Background()
 	const after = time.Minute
 
-	present := e.lead(t, time.Hour, true, true)        // waiting in a long queue: its task is there
-	lost := e.lead(t, time.Hour, true, false)          // Redis lost it
-	undispatched := e.lead(t, time.Hour, false, false) // the relay's business
-	fresh := e.lead(t, 10*time.Second, true, false)    // not past the bound yet
+	present := e.lead(t, time.Hour, noRow, true)         // waiting in a long queue: its task is there
+	lost := e.lead(t, time.Hour, noRow, false)           // Redis lost it (or the intake died before sending it)
+	lostRelayed := e.lead(t, time.Hour, relayed, false)  // sent by the relay, then lost
+	undispatched := e.lead(t, time.Hour, leftRow, false) // the relay's business
+	fresh := e.lead(t, 10*time.Second, noRow, false)     // not past the bound yet
 	// Processing: its task ran and fanned out an hour ago; its welcome
 	// email's task is waiting in Redis, its WhatsApp task was lost.
-	processing := e.lead(t, time.Hour, true, false)
+	processing := e.lead(t, time.Hour, noRow, false)
 	if _, _, err := e.st.PlanDeliveries(ctx, processing.id, []store.PlannedDelivery{
 		{Channel: "welcome_email", Status: store.DeliveryPending}, {Channel: "whatsapp", Status: store.DeliveryPending},
 		{Channel: "meta", Status: store.DeliverySkipped, Reason: "no consent"}}, e.now.Add(-time.Hour)); err != nil {
@@ -154,22 +170,22 @@ func TestSweepReenqueuesOnlyLostTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Fanned out just now: its pending delivery is not past the bound.
-	recent := e.lead(t, time.Hour, true, false)
+	recent := e.lead(t, time.Hour, noRow, false)
 	if _, _, err := e.st.PlanDeliveries(ctx, recent.id, []store.PlannedDelivery{{Channel: "meta", Status: store.DeliveryPending}}, e.now); err != nil {
 		t.Fatal(err)
 	}
-	done := e.lead(t, time.Hour, true, false) // its task ran and was deleted from Redis since
+	done := e.lead(t, time.Hour, noRow, false) // its task ran and was deleted from Redis since
 	if _, _, err := e.st.PlanDeliveries(ctx, done.id, []store.PlannedDelivery{{Channel: "meta", Status: store.DeliverySkipped, Reason: "x"}}, e.now); err != nil {
 		t.Fatal(err)
 	}
-	purged := e.lead(t, 8*24*time.Hour, true, false) // outbox row removed by the maintenance purge
+	purged := e.lead(t, 8*24*time.Hour, relayed, false) // outbox row removed by the maintenance purge
 	if _, err := e.rcPurge(purged.outboxID); err != nil {
 		t.Fatal(err)
 	}
 
 	// Stored before migration 008, when the outbox row had an id of its
 	// own: its task carries that id, which the migration kept.
-	legacy := e.lead(t, time.Hour, true, false)
+	legacy := e.lead(t, time.Hour, relayed, false)
 	legacy.outboxID = "0190aaaa-0000-7000-8000-000000000001"
 	if err := e.sql(`update cepjobs.outbox set id = $2 where id = $1`, legacy.id, legacy.outboxID); err != nil {
 		t.Fatal(err)
@@ -183,19 +199,20 @@ func TestSweepReenqueuesOnlyLostTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Leads read: present, lost, undispatched, purged, legacy. Checked: all
-	// but undispatched. Missing and re-enqueued: lost, purged, legacy. Deliveries:
+	// Leads read: present, lost, lostRelayed, undispatched, purged, legacy.
+	// Checked: all but undispatched. Missing and re-enqueued: lost,
+	// lostRelayed, purged, legacy. Deliveries:
 	// the processing lead's two pending ones, one lost. If asynq's key
 	// layout ever changed, present and waiting would count as missing here.
 	want := outbox.SweepResult{
-		Leads:      outbox.SweepCounts{Read: 5, Checked: 4, Missing: 3, Reenqueued: 3, Wrapped: true},
+		Leads:      outbox.SweepCounts{Read: 6, Checked: 5, Missing: 4, Reenqueued: 4, Wrapped: true},
 		Deliveries: outbox.SweepCounts{Read: 2, Checked: 2, Missing: 1, Reenqueued: 1, Wrapped: true},
 	}
 	if res != want {
 		t.Errorf("first pass: got %+v, want %+v", res, want)
 	}
-	if got := metric(t, m, "cepjobs_sweep_reenqueued_total", tasks.TypeLeadProcess); got != 3 {
-		t.Errorf("cepjobs_sweep_reenqueued_total{lead:process}: got %v, want 3", got)
+	if got := metric(t, m, "cepjobs_sweep_reenqueued_total", tasks.TypeLeadProcess); got != 4 {
+		t.Errorf("cepjobs_sweep_reenqueued_total{lead:process}: got %v, want 4", got)
 	}
 	if got := metric(t, m, "cepjobs_sweep_reenqueued_total", tasks.TypeLeadDeliver); got != 1 {
 		t.Errorf("cepjobs_sweep_reenqueued_total{lead:deliver}: got %v, want 1", got)
@@ -206,6 +223,7 @@ func TestSweepReenqueuesOnlyLostTasks(t *testing.T) {
 		want bool
 	}{
 		{"lost lead's task, same TaskID", lost.outboxID, true},
+		{"lost relayed lead's task, same TaskID", lostRelayed.outboxID, true},
 		{"present lead's task", present.outboxID, true},
 		{"purged lead's task, same TaskID (the lead id)", purged.id, true},
 		{"legacy lead's task, its old TaskID", legacy.outboxID, true},
@@ -223,8 +241,8 @@ func TestSweepReenqueuesOnlyLostTasks(t *testing.T) {
 			t.Errorf("%s in redis: got %v, want %v", c.name, got, c.want)
 		}
 	}
-	if q, err := e.insp.GetQueueInfo(tasks.QueueCritical); err != nil || q.Pending != 6 {
-		t.Errorf("pending tasks: got %+v %v, want 6 (lead:process of present, lost, purged, legacy; two lead:deliver)", q, err)
+	if q, err := e.insp.GetQueueInfo(tasks.QueueCritical); err != nil || q.Pending != 7 {
+		t.Errorf("pending tasks: got %+v %v, want 7 (lead:process of present, lost, lostRelayed, purged, legacy; two lead:deliver)", q, err)
 	}
 
 	// A second pass finds every task in Redis: nothing more.
@@ -270,7 +288,7 @@ func TestSweepBoundedOnLargeBacklog(t *testing.T) {
 	ctx := context.Background()
 	var lost []sweptLead
 	for i := range 3000 {
-		l := e.lead(t, time.Hour-time.Duration(i)*time.Millisecond, true, i%700 != 699)
+		l := e.lead(t, time.Hour-time.Duration(i)*time.Millisecond, noRow, i%700 != 699)
 		if i%700 == 699 {
 			lost = append(lost, l)
 		}
@@ -349,7 +367,7 @@ func commandStats(t *testing.T, rc redis.UniversalClient) map[string]int64 {
 func TestSweepRedisDown(t *testing.T) {
 	e := newSweepEnv(t)
 	ctx := context.Background()
-	lost := e.lead(t, time.Hour, true, false)
+	lost := e.lead(t, time.Hour, noRow, false)
 	dead := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), MaxRetries: -1})
 	defer dead.Close()
 	reg := prometheus.NewRegistry()

@@ -656,3 +656,55 @@ func TestEraseAndStatsEndpoints(t *testing.T) {
 		t.Errorf("stats: got %d %s", ok.status, ok.raw)
 	}
 }
+
+// The request log line names the request id (the caller's when it is sane,
+// echoed back; a fresh one otherwise), the route, the status and the token;
+// handlers see the same id and token.
+func TestRequestIDAndLogLine(t *testing.T) {
+	b := setup(t)
+	db, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	long := strings.Repeat("a", 64)
+	for _, c := range []struct {
+		sent string
+		echo bool
+	}{
+		{"cms-req.42_A", true},
+		{long, true},
+		{long + "a", false},
+		{"has space", false},
+		{"semi;colon", false},
+		{"", false},
+	} {
+		lead := validLead()
+		lead["email"] = fmt.Sprintf("rid.%d@example.com", time.Now().UnixNano())
+		r := b.do(t, "POST", "/v1/leads", writer, lead, "X-Request-Id", c.sent)
+		if r.status != http.StatusAccepted {
+			t.Fatalf("%q: status %d: %s", c.sent, r.status, r.raw)
+		}
+		got := r.header.Get("X-Request-Id")
+		if c.echo && got != c.sent {
+			t.Errorf("X-Request-Id %q: answered %q, want it echoed", c.sent, got)
+		}
+		if !c.echo && (got == c.sent || len(got) != 24 || strings.Trim(got, "0123456789abcdef") != "") {
+			t.Errorf("X-Request-Id %q: answered %q, want a fresh 24-hex-digit id", c.sent, got)
+		}
+		want := fmt.Sprintf(`"msg":"request","request_id":%q,"route":"POST /v1/leads","status":202,`, got)
+		line := ""
+		for l := range strings.SplitSeq(b.logs.String(), "\n") {
+			if strings.Contains(l, want) {
+				line = l
+			}
+		}
+		if line == "" || !strings.Contains(line, `"token":"cms"`) {
+			t.Errorf("X-Request-Id %q: no request log line with %s and the token name; log:\n%s", c.sent, want, b.logs.String())
+		}
+		var by string
+		if err := db.QueryRow(context.Background(), `select submitted_by from cepjobs.leads where id = $1`, r.body["id"]).Scan(&by); err != nil || by != "cms" {
+			t.Errorf("submitted_by: got %q (%v), want the token name cms", by, err)
+		}
+	}
+}

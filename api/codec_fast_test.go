@@ -261,6 +261,7 @@ var fastBodies = []struct {
 	{reflect.TypeFor[leadRequest](), "\r\n\t {}\n"},
 	{reflect.TypeFor[leadRequest](), `{"utm":null,"consent":{"privacy":null},"client":{}}`},
 	{reflect.TypeFor[leadRequest](), `{"first_name":null}`},
+	{reflect.TypeFor[leadRequest](), `{"first_name":"a\"b\\c\/d\n"}`},
 	{reflect.TypeFor[contentRequest](), validContentJSON},
 	{reflect.TypeFor[contentRequest](), `{"kind":"k","input":[1e400,18446744073709551616,{"title":null},"Técnico"]}`},
 	{reflect.TypeFor[campaignRequest](), validCampaignJSON},
@@ -403,7 +404,7 @@ func TestDecodeFastTaken(t *testing.T) {
 	for _, body := range []string{
 		`null`, `[]`, `{"EMAIL":"a@example.com"}`, "{\"consent\":{\"mar\u212aeting\":true}}",
 		`{"first_name":"Ana","nope":1}`, `{"utm":{"nope":1}}`, `{"first_name":1}`, `{"first_name":"Ana"} {}`,
-		`{"first_name":"a","first_name":"b"}`, `{"first_name":"\u00e9"}`, `{"first_name":"a\"b"}`,
+		`{"first_name":"a","first_name":"b"}`, `{"first_name":"\u00e9"}`,
 		"{\"first_name\":\"\xff\"}", `{"first_name":"Ana","email":"ana@example.com","consent":{"privacy":true,"text_version":"v"},"utm":[]}`,
 	} {
 		dst := reflect.New(lead)

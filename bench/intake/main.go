@@ -52,7 +52,7 @@ type cfg struct {
 	rounds, conc, secs, pgClients, pgThreads int
 	adminURL, out                            string
 	write                                    bool
-	profile                                  string
+	profile, profileKind                     string
 	loadgen                                  string
 	intakeEnv                                envFlags
 }
@@ -99,10 +99,14 @@ func run() error {
 	flag.StringVar(&c.adminURL, "admin-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL to create the throwaway database on")
 	flag.StringVar(&c.out, "out", "bench/RESULTS.md", "results file (a section is appended)")
 	flag.BoolVar(&c.write, "write", true, "append the results to -out")
-	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of the intake during the first intake round to this file (and print its top)")
+	flag.StringVar(&c.profile, "profile", "", "write a profile of the intake during the first intake round to this file (and print its top)")
+	flag.StringVar(&c.profileKind, "profile-kind", "cpu", "what -profile records: cpu, or allocs (the allocations made during the round)")
 	flag.StringVar(&c.loadgen, "loadgen", "wrk", "load generator: wrk (scripts/ensure-wrk.sh installs it) or go (this process)")
 	flag.Var(&c.intakeEnv, "intake-env", "extra NAME=VALUE for the intake process (repeatable)")
 	flag.Parse()
+	if c.profileKind != "cpu" && c.profileKind != "allocs" {
+		return fmt.Errorf("-profile-kind: want cpu or allocs, got %q", c.profileKind)
+	}
 	ctx := context.Background()
 
 	tmp, err := os.MkdirTemp("", "cepjobs-bench-intake-")
@@ -273,7 +277,7 @@ func run() error {
 				var profDone chan error
 				if c.profile != "" && len(is) == 0 {
 					profDone = make(chan error, 1)
-					go func() { profDone <- fetchProfile(pprofAddr, c.secs-1, c.profile, bin) }()
+					go func() { profDone <- fetchProfile(pprofAddr, c.profileKind, c.secs-1, c.profile, bin) }()
 				}
 				s, err := gen.round(time.Duration(c.secs)*time.Second, icmd.Process.Pid, rcmd.Process.Pid)
 				if err != nil {
@@ -319,9 +323,14 @@ func run() error {
 	return nil
 }
 
-// fetchProfile saves a CPU profile of the intake and prints its top.
-func fetchProfile(addr string, secs int, out, bin string) error {
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(secs, 1)))
+// fetchProfile saves a profile of the intake (kind cpu or allocs) and
+// prints its top.
+func fetchProfile(addr, kind string, secs int, out, bin string) error {
+	path, index := "profile", "cpu"
+	if kind == "allocs" {
+		path, index = "allocs", "alloc_space"
+	}
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, path, max(secs, 1)))
 	if err != nil {
 		return fmt.Errorf("profile: %w", err)
 	}
@@ -333,7 +342,7 @@ func fetchProfile(addr string, secs int, out, bin string) error {
 	if err := os.WriteFile(out, b, 0o644); err != nil {
 		return err
 	}
-	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=40", bin, out).CombinedOutput()
+	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=40", "-sample_index="+index, bin, out).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("pprof: %v\n%s", err, top)
 	}

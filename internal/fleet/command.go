@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cepcomunicacion/cepjobs/internal/config"
+	"github.com/cepcomunicacion/cepjobs/internal/logbuf"
 	"github.com/cepcomunicacion/cepjobs/internal/version"
 )
 
@@ -40,7 +41,11 @@ func RunCommand(ctx context.Context, name string, args, environ []string, stdout
 	if err != nil {
 		return err
 	}
-	log := cfg.Logger(stderr).With("process", name)
+	// Lines go out in batches (at most logbuf.FlushDelay late), warnings
+	// and errors at once, the rest when the process ends.
+	lw := logbuf.New(stderr)
+	defer lw.Close()
+	log := slog.New(logbuf.FlushOn(cfg.Logger(lw).Handler(), lw, slog.LevelWarn)).With("process", name)
 	if cfg.Log.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.Log.PprofAddr, log)
 		if err != nil {

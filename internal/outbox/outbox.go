@@ -122,24 +122,11 @@ const inlineTimeout = 500 * time.Millisecond
 // Now enqueues a freshly written row right away. It never fails the
 // request: on any error the row is left for the relay, due immediately.
 func (d *Dispatcher) Now(ctx context.Context, id, taskType string, payload []byte) {
-	now := d.now()
-	if now.UnixNano() < d.downUntil.Load() {
-		d.deferRow(ctx, id, "redis unavailable: left to the relay", now)
+	now, reason, ok := d.inline(ctx, id, taskType, payload)
+	if !ok {
+		d.deferRow(ctx, id, reason, now)
 		return
 	}
-	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inlineTimeout)
-	err := d.enqueue(ectx, id, taskType, payload)
-	cancel()
-	if err != nil {
-		d.failed()
-		d.downUntil.Store(now.Add(time.Second).UnixNano())
-		d.metrics.errors.WithLabelValues(taskType).Inc()
-		d.log.Warn("enqueue failed, left to the outbox relay", "outbox_id", id, "task_type", taskType, "err", err)
-		d.deferRow(ctx, id, err.Error(), now)
-		return
-	}
-	d.succeeded(ctx)
-	d.metrics.dispatched.WithLabelValues("inline").Inc()
 	d.mark(ctx, id)
 }
 
@@ -151,10 +138,18 @@ func (d *Dispatcher) Now(ctx context.Context, id, taskType string, payload []byt
 // the sweep re-sends the task of a lead still queued past
 // CEPJOBS_SWEEP_AFTER. It never fails the request.
 func (d *Dispatcher) Send(ctx context.Context, id, taskType string, payload []byte) {
-	now := d.now()
+	if now, reason, ok := d.inline(ctx, id, taskType, payload); !ok {
+		d.leaveToRelay(ctx, id, taskType, payload, reason, now)
+	}
+}
+
+// inline is the enqueue of Now and Send: it reports whether Redis took the
+// task, and if not, why, and the time to record. After a failure, requests
+// skip Redis for a second.
+func (d *Dispatcher) inline(ctx context.Context, id, taskType string, payload []byte) (now time.Time, reason string, ok bool) {
+	now = d.now()
 	if now.UnixNano() < d.downUntil.Load() {
-		d.leaveToRelay(ctx, id, taskType, payload, "redis unavailable: left to the relay", now)
-		return
+		return now, "redis unavailable: left to the relay", false
 	}
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inlineTimeout)
 	err := d.enqueue(ectx, id, taskType, payload)
@@ -164,11 +159,11 @@ func (d *Dispatcher) Send(ctx context.Context, id, taskType string, payload []by
 		d.downUntil.Store(now.Add(time.Second).UnixNano())
 		d.metrics.errors.WithLabelValues(taskType).Inc()
 		d.log.Warn("enqueue failed, left to the outbox relay", "outbox_id", id, "task_type", taskType, "err", err)
-		d.leaveToRelay(ctx, id, taskType, payload, err.Error(), now)
-		return
+		return now, err.Error(), false
 	}
 	d.succeeded(ctx)
 	d.metrics.dispatched.WithLabelValues("inline").Inc()
+	return now, "", true
 }
 
 func (d *Dispatcher) leaveToRelay(ctx context.Context, id, taskType string, payload []byte, reason string, now time.Time) {

@@ -30,7 +30,9 @@ import (
 var dbURL string
 
 func TestMain(m *testing.M) {
-	os.Exit(testenv.RunWithDatabase(m, "handlers", &dbURL, migrate))
+	code := testenv.RunWithDatabase(m, "handlers", &dbURL, migrate)
+	_ = testenv.FlushRedisDB(testenv.RedisDBHandlers) // what the parallel report tests left
+	os.Exit(code)
 }
 
 func migrate(ctx context.Context, url string) error {

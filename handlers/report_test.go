@@ -50,7 +50,9 @@ func reportSetup(t *testing.T, now time.Time, recipients []string, noS3 bool) *r
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	opt, _ := redisconn.Parse(testenv.RedisURL(t, testenv.RedisDBHandlers))
+	// The report tests run in parallel on one DB: each looks its tasks up
+	// by id, and none flushes the DB under the others.
+	opt, _ := redisconn.Parse(testenv.SharedRedisURL(t, testenv.RedisDBHandlers))
 	rc := redisconn.Client(opt)
 	t.Cleanup(func() { rc.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,6 +104,32 @@ func RedisURL(t testing.TB, db int) string {
 		t.Fatalf("flush test redis %s db %d: %v (is Redis running? see README)", RedisAddr(), db, err)
 	}
 	return fmt.Sprintf("redis://%s/%d", RedisAddr(), db)
+}
+
+// sharedFlushed records the DB indexes SharedRedisURL has flushed.
+var sharedFlushed sync.Map
+
+// SharedRedisURL is RedisURL for tests that run in parallel on one DB
+// index: the DB is flushed the first time a test of this process asks for
+// it, never at a test's end (that flush would take the tasks of the tests
+// still running). The package's TestMain empties it at the end with
+// FlushRedisDB.
+func SharedRedisURL(t testing.TB, db int) string {
+	t.Helper()
+	once, _ := sharedFlushed.LoadOrStore(db, &sync.Once{})
+	var err error
+	once.(*sync.Once).Do(func() { err = FlushRedisDB(db) })
+	if err != nil {
+		t.Fatalf("flush test redis %s db %d: %v (is Redis running? see README)", RedisAddr(), db, err)
+	}
+	return fmt.Sprintf("redis://%s/%d", RedisAddr(), db)
+}
+
+// FlushRedisDB empties DB index db of the test Redis.
+func FlushRedisDB(db int) error {
+	c := redis.NewClient(&redis.Options{Addr: RedisAddr(), DB: db})
+	defer c.Close()
+	return c.FlushDB(context.Background()).Err()
 }
 
 // FreePort returns a loopback port nothing listens on right now.

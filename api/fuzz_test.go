@@ -89,7 +89,7 @@ func (f *fakeStore) SubmitLead(_ context.Context, l store.NewLead, _ time.Time, 
 	if err := f.write("lead", l); err != nil {
 		return store.LeadSubmission{}, err
 	}
-	res := store.LeadSubmission{LeadID: id, Status: store.LeadQueued, TaskID: id}
+	res := store.LeadSubmission{LeadID: id, Status: store.LeadQueued}
 	if idem != nil {
 		if _, err := idem.Render(res); err != nil {
 			return store.LeadSubmission{}, err
@@ -212,8 +212,8 @@ func (d *fakeDispatch) Now(context.Context, string, string, []byte) {
 	d.mu.Unlock()
 }
 
-func (d *fakeDispatch) Send(ctx context.Context, id, taskType string, payload []byte) {
-	d.Now(ctx, id, taskType, payload)
+func (d *fakeDispatch) SendLead(ctx context.Context, leadID string) {
+	d.Now(ctx, leadID, "lead:process", nil)
 }
 
 func (d *fakeDispatch) count() int {

@@ -16,7 +16,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/cepcomunicacion/cepjobs/store"
-	"github.com/cepcomunicacion/cepjobs/tasks"
 )
 
 // leadRequest is the body of POST /v1/leads.
@@ -270,10 +269,6 @@ func mergeFieldErrors(shape, valid []FieldError) []FieldError {
 
 var idemKeyRE = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
 
-func leadProcessPayload(leadID string) ([]byte, error) {
-	return json.Marshal(tasks.LeadProcess{LeadID: leadID})
-}
-
 func renderSubmission(res store.LeadSubmission) (store.Response, error) {
 	status, body := submissionAnswer(res)
 	b, err := json.Marshal(body)
@@ -346,9 +341,8 @@ func (s *Server) handleCreateLead() http.Handler {
 			writeReplay(w, res.Replay)
 			return
 		}
-		if res.TaskID != "" {
-			payload, _ := leadProcessPayload(res.LeadID)
-			s.dispatch.Send(ctx, res.TaskID, tasks.TypeLeadProcess, payload)
+		if !res.Duplicate {
+			s.dispatch.SendLead(ctx, res.LeadID)
 		}
 		status, answer := submissionAnswer(res)
 		if status == http.StatusAccepted {

@@ -28,8 +28,8 @@ type leadStore interface {
 type dispatcher interface {
 	// Now sends a freshly written outbox row's task.
 	Now(ctx context.Context, id, taskType string, payload []byte)
-	// Send sends a new lead's task, which has no outbox row.
-	Send(ctx context.Context, id, taskType string, payload []byte)
+	// SendLead sends a new lead's lead:process task (it has no outbox row).
+	SendLead(ctx context.Context, leadID string)
 }
 
 // pinger is anything /readyz checks.

@@ -35,9 +35,9 @@ type leadgenStore interface {
 }
 
 // leadDispatcher sends a new lead's lead:process task to Redis (the lead,
-// queued, is its durable record; see outbox.Dispatcher.Send).
+// queued, is its durable record; see outbox.Dispatcher.SendLead).
 type leadDispatcher interface {
-	Send(ctx context.Context, id, taskType string, payload []byte)
+	SendLead(ctx context.Context, leadID string)
 }
 
 // MetaLeadgenDeps wires the meta:leadgen handler.
@@ -125,8 +125,7 @@ func (h *MetaLeadgen) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	case res.Duplicate:
 		h.d.Logger.Info("meta lead is a duplicate", "leadgen_id", p.LeadgenID, "lead_id", res.LeadID, "form_id", ad.FormID)
 	default:
-		payload, _ := metaLeadProcessPayload(res.LeadID)
-		h.d.Dispatch.Send(ctx, res.TaskID, tasks.TypeLeadProcess, payload)
+		h.d.Dispatch.SendLead(ctx, res.LeadID)
 		h.d.Logger.Info("meta lead stored", "leadgen_id", p.LeadgenID, "lead_id", res.LeadID, "form_id", ad.FormID,
 			"course", lead.Course, "marketing_consent", lead.ConsentMarketing)
 	}
@@ -152,10 +151,6 @@ func renderMetaLead(res store.LeadSubmission) (store.Response, error) {
 		status = http.StatusOK
 	}
 	return store.Response{Status: status, Body: b}, err
-}
-
-func metaLeadProcessPayload(leadID string) ([]byte, error) {
-	return json.Marshal(tasks.LeadProcess{LeadID: leadID})
 }
 
 // Field names the mapping reads (field_data names are lower case; Meta's

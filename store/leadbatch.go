@@ -351,7 +351,7 @@ func submitBatchOn(ctx context.Context, conn *pgx.Conn, jobs []*leadJob) ([]jobR
 		if err := ins.add(id.String(), norms[i], j.lead, j.now); err != nil {
 			return nil, err
 		}
-		results[i].res = LeadSubmission{LeadID: id.String(), TaskID: id.String(), Status: LeadQueued}
+		results[i].res = LeadSubmission{LeadID: id.String(), Status: LeadQueued}
 		// A later job of this batch with the same email and course is a
 		// duplicate of this one.
 		existing[k] = existingLead{id: id.String(), status: LeadQueued, receivedAt: j.now}

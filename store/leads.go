@@ -75,9 +75,6 @@ type LeadSubmission struct {
 	Duplicate bool
 	// Status is the lead's current status (queued for a new lead).
 	Status string
-	// TaskID is the TaskID of the new lead's lead:process task (the lead's
-	// id) for the caller to enqueue; empty for a duplicate or a replay.
-	TaskID string
 	// Replay is the stored answer when the Idempotency-Key was seen before.
 	Replay *Response
 }
@@ -88,8 +85,8 @@ type LeadSubmission struct {
 // transactions (see leadbatch.go).
 //
 // A new lead has no outbox row: the lead itself, queued, is the durable
-// record of its lead:process task. The caller enqueues the task right after
-// (outbox.Dispatcher.Send), writing an outbox row only if Redis refuses it,
+// record of its lead:process task. The caller enqueues the task right after,
+// with the lead id as TaskID (outbox.Dispatcher.SendLead), writing an outbox row only if Redis refuses it,
 // and the sweep re-sends the task of a lead still queued past
 // CEPJOBS_SWEEP_AFTER whose task is not in Redis (a crash between commit and
 // enqueue, a Redis that lost it).
@@ -187,7 +184,7 @@ func submitLead(ctx context.Context, tx pgx.Tx, l NewLead, now time.Time, res *L
 	if err != nil {
 		return err
 	}
-	res.LeadID, res.TaskID, res.Status = id.String(), id.String(), LeadQueued
+	res.LeadID, res.Status = id.String(), LeadQueued
 	return nil
 }
 

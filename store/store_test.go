@@ -93,8 +93,8 @@ func TestSubmitLeadDuplicateWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.Duplicate || first.TaskID != first.LeadID {
-		t.Fatalf("first submission: got %+v, want a new lead with its id as TaskID", first)
+	if first.Duplicate || first.LeadID == "" || first.Status != store.LeadQueued {
+		t.Fatalf("first submission: got %+v, want a new queued lead", first)
 	}
 
 	// Same email in another case, same course, 23 h later: duplicate.
@@ -102,8 +102,8 @@ func TestSubmitLeadDuplicateWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !dup.Duplicate || dup.LeadID != first.LeadID || dup.TaskID != "" {
-		t.Errorf("duplicate: got %+v, want duplicate of %s without a task to send", dup, first.LeadID)
+	if !dup.Duplicate || dup.LeadID != first.LeadID {
+		t.Errorf("duplicate: got %+v, want duplicate of %s", dup, first.LeadID)
 	}
 
 	// Another course: a new lead.
@@ -253,13 +253,13 @@ func TestLeaveToRelay(t *testing.T) {
 	}
 	p, _ := payload(r.LeadID)
 	for i := range 2 {
-		if err := s.LeaveToRelay(ctx, r.TaskID, "lead:process", p, fmt.Sprintf("redis down %d", i), now.Add(time.Duration(i)*time.Second)); err != nil {
+		if err := s.LeaveToRelay(ctx, r.LeadID, "lead:process", p, fmt.Sprintf("redis down %d", i), now.Add(time.Duration(i)*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var rows []store.OutboxRow
 	if _, _, err := s.RelayOutbox(ctx, now, 10000, func(_ context.Context, row store.OutboxRow) store.DispatchResult {
-		if row.ID == r.TaskID {
+		if row.ID == r.LeadID {
 			rows = append(rows, row)
 		}
 		return store.DispatchResult{}

@@ -8,6 +8,7 @@ package outbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -130,20 +131,30 @@ func (d *Dispatcher) Now(ctx context.Context, id, taskType string, payload []byt
 	d.mark(ctx, id)
 }
 
-// Send enqueues a task that has no outbox row because another row is its
-// durable record: a new lead, queued in Postgres, for its lead:process task.
-// Nothing is written when Redis takes it. When Redis does not, Send writes an
-// outbox row, due at once, so the relay sends the task as soon as Redis is
-// back; should that write fail too, or the process die before the enqueue,
-// the sweep re-sends the task of a lead still queued past
+// SendLead enqueues the lead:process task of a lead just stored, with the
+// lead's id as TaskID. The lead, queued in Postgres, is the task's durable
+// record: nothing is written when Redis takes it. When Redis does not,
+// SendLead writes an outbox row, due at once, so the relay sends the task as
+// soon as Redis is back; should that write fail too, or the process die
+// before the enqueue, the sweep sends the task of a lead still queued past
 // CEPJOBS_SWEEP_AFTER. It never fails the request.
-func (d *Dispatcher) Send(ctx context.Context, id, taskType string, payload []byte) {
-	if now, reason, ok := d.inline(ctx, id, taskType, payload); !ok {
-		d.leaveToRelay(ctx, id, taskType, payload, reason, now)
+func (d *Dispatcher) SendLead(ctx context.Context, leadID string) {
+	payload, err := leadProcessPayload(leadID)
+	if err != nil { // a uuid string: cannot happen; the sweep would send it
+		d.log.Error("lead:process payload", "lead_id", leadID, "err", err)
+		return
+	}
+	if now, reason, ok := d.inline(ctx, leadID, tasks.TypeLeadProcess, payload); !ok {
+		d.leaveToRelay(ctx, leadID, tasks.TypeLeadProcess, payload, reason, now)
 	}
 }
 
-// inline is the enqueue of Now and Send: it reports whether Redis took the
+// leadProcessPayload is a lead:process task's payload: the lead id only.
+func leadProcessPayload(leadID string) ([]byte, error) {
+	return json.Marshal(tasks.LeadProcess{LeadID: leadID})
+}
+
+// inline is the enqueue of Now and SendLead: it reports whether Redis took the
 // task, and if not, why, and the time to record. After a failure, requests
 // skip Redis for a second.
 func (d *Dispatcher) inline(ctx context.Context, id, taskType string, payload []byte) (now time.Time, reason string, ok bool) {

@@ -53,7 +53,7 @@ func (f *flaky) EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq
 }
 
 // A task that Redis refuses reaches it through the relay once Redis is
-// back, whether it has an outbox row of its own (Now) or not (Send, a new
+// back, whether it has an outbox row of its own (Now) or not (SendLead, a new
 // lead's: the row is written on the refusal); a task Redis takes at once
 // leaves no row behind for a lead.
 func TestInlineFailureThenRelay(t *testing.T) {
@@ -83,7 +83,7 @@ func TestInlineFailureThenRelay(t *testing.T) {
 			t.Fatal(err)
 		}
 		p, _ := json.Marshal(tasks.LeadProcess{LeadID: res.LeadID})
-		return pending{res.TaskID, tasks.QueueCritical, p}
+		return pending{res.LeadID, tasks.QueueCritical, p}
 	}
 	rowTask := func(t *testing.T, now time.Time) pending {
 		p := []byte(`{"to_email":"a@example.com"}`)
@@ -109,7 +109,9 @@ func TestInlineFailureThenRelay(t *testing.T) {
 		// rows is how many outbox rows a task Redis took at once leaves.
 		rows int
 	}{
-		{"lead (Send)", tasks.TypeLeadProcess, leadTask, func(d *outbox.Dispatcher) func(context.Context, string, string, []byte) { return d.Send }, 0},
+		{"lead (SendLead)", tasks.TypeLeadProcess, leadTask, func(d *outbox.Dispatcher) func(context.Context, string, string, []byte) {
+			return func(ctx context.Context, id, _ string, _ []byte) { d.SendLead(ctx, id) }
+		}, 0},
 		{"outbox row (Now)", tasks.TypeEmailSend, rowTask, func(d *outbox.Dispatcher) func(context.Context, string, string, []byte) { return d.Now }, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

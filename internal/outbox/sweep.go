@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -199,7 +198,7 @@ func (s *Sweeper) sweepLeads(ctx context.Context) (SweepCounts, error) {
 		// retention) is still in Redis.
 		id := l.TaskID
 		cands = append(cands, candidate{taskID: id, what: "lead " + l.LeadID, since: l.ReceivedAt, build: func() (*asynq.Task, error) {
-			payload, err := json.Marshal(tasks.LeadProcess{LeadID: l.LeadID})
+			payload, err := leadProcessPayload(l.LeadID)
 			if err != nil {
 				return nil, err
 			}

@@ -117,7 +117,7 @@ func (e *sweepEnv) lead(t *testing.T, age time.Duration, row rowState, enqueue b
 		t.Fatal(err)
 	}
 	if enqueue {
-		task, err := tasks.NewLeadProcess(tasks.LeadProcess{LeadID: res.LeadID}, res.TaskID)
+		task, err := tasks.NewLeadProcess(tasks.LeadProcess{LeadID: res.LeadID}, res.LeadID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,16 +127,16 @@ func (e *sweepEnv) lead(t *testing.T, age time.Duration, row rowState, enqueue b
 	}
 	if row != noRow {
 		payload, _ := json.Marshal(tasks.LeadProcess{LeadID: res.LeadID})
-		if err := e.st.LeaveToRelay(ctx, res.TaskID, tasks.TypeLeadProcess, payload, "redis down", at); err != nil {
+		if err := e.st.LeaveToRelay(ctx, res.LeadID, tasks.TypeLeadProcess, payload, "redis down", at); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if row == relayed {
-		if err := e.st.MarkDispatched(ctx, res.TaskID, at); err != nil {
+		if err := e.st.MarkDispatched(ctx, res.LeadID, at); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return sweptLead{id: res.LeadID, outboxID: res.TaskID}
+	return sweptLead{id: res.LeadID, outboxID: res.LeadID}
 }
 
 func (e *sweepEnv) inRedis(id string) bool {

@@ -219,7 +219,7 @@ func (s *Server) authorize(scope string, next http.Handler) http.Handler {
 		}
 		tok := &s.cfg.Tokens[match]
 		st := stateFrom(r.Context())
-		if st == nil { // a route served without requestID (tests)
+		if st == nil { // a handler wired without requestID in front
 			st = &reqState{}
 			r = r.WithContext(context.WithValue(r.Context(), keyState, st))
 		}

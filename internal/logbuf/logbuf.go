@@ -28,8 +28,7 @@ type Writer struct {
 	mu     sync.Mutex
 	w      io.Writer
 	buf    []byte
-	timer  *time.Timer
-	armed  bool
+	timer  *time.Timer // pending while buf holds lines
 	closed bool
 }
 
@@ -45,18 +44,15 @@ func (b *Writer) Write(p []byte) (int, error) {
 	if b.closed {
 		return b.w.Write(p)
 	}
+	first := len(b.buf) == 0
 	b.buf = append(b.buf, p...)
-	if len(b.buf) >= MaxBuffered {
+	switch {
+	case len(b.buf) >= MaxBuffered:
 		b.flushLocked()
-		return len(p), nil
-	}
-	if !b.armed {
-		b.armed = true
-		if b.timer == nil {
-			b.timer = time.AfterFunc(FlushDelay, b.Flush)
-		} else {
-			b.timer.Reset(FlushDelay)
-		}
+	case first && b.timer == nil:
+		b.timer = time.AfterFunc(FlushDelay, b.Flush)
+	case first:
+		b.timer.Reset(FlushDelay)
 	}
 	return len(p), nil
 }
@@ -77,8 +73,7 @@ func (b *Writer) flushLocked() {
 			b.buf = b.buf[:0]
 		}
 	}
-	if b.armed {
-		b.armed = false
+	if b.timer != nil {
 		b.timer.Stop()
 	}
 }

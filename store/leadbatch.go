@@ -26,6 +26,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/cepcomunicacion/cepjobs/internal/gather"
 )
 
 // maxLeadBatch bounds the submissions one transaction stores.
@@ -99,20 +101,9 @@ func (b *leadBatcher) close() {
 func (b *leadBatcher) run() {
 	batch := make([]*leadJob, 0, maxLeadBatch)
 	for {
-		select {
-		case j := <-b.jobs:
-			batch = append(batch[:0], j)
-		case <-b.stop:
+		var ok bool
+		if batch, ok = gather.Next(b.jobs, b.stop, batch); !ok {
 			return
-		}
-	drain:
-		for len(batch) < maxLeadBatch {
-			select {
-			case j := <-b.jobs:
-				batch = append(batch, j)
-			default:
-				break drain
-			}
 		}
 		b.commit(batch)
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cepcomunicacion/cepjobs/internal/gather"
 )
 
 // Auto-pipelining. Each asynq enqueue is one EVALSHA: one write and one
@@ -111,20 +113,9 @@ func (a *AutoPipeline) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (a *AutoPipeline) run() {
 	batch := make([]*autoCmd, 0, maxAutoBatch)
 	for {
-		select {
-		case q := <-a.reqs:
-			batch = append(batch[:0], q)
-		case <-a.stop:
+		var ok bool
+		if batch, ok = gather.Next(a.reqs, a.stop, batch); !ok {
 			return
-		}
-	drain:
-		for len(batch) < maxAutoBatch {
-			select {
-			case q := <-a.reqs:
-				batch = append(batch, q)
-			default:
-				break drain
-			}
 		}
 		a.send(batch)
 		clear(batch)

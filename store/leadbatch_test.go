@@ -17,8 +17,18 @@ import (
 // transactions: distinct leads, repeats of one email and course, retries
 // with one Idempotency-Key, a reused key with another body, and one lead the
 // database refuses. Every submission must get the answer it would get alone.
+// TestSubmitLeadBatches runs with the default single committer and with
+// three, whose batches commit side by side and must not deadlock or let a
+// duplicate through between them.
 func TestSubmitLeadBatches(t *testing.T) {
-	s := setup(t)
+	for _, committers := range []int{1, 3} {
+		t.Run(fmt.Sprint(committers, "committers"), func(t *testing.T) {
+			testSubmitLeadBatches(t, setupWith(t, store.Config{URL: dbURL, MaxConns: 6, LeadCommitters: committers}))
+		})
+	}
+}
+
+func testSubmitLeadBatches(t *testing.T, s *store.Store) {
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	run := fmt.Sprint(now.UnixNano())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -16,6 +17,13 @@ type Config struct {
 	URL string `env:"DATABASE_URL" default:"postgres://postgres@127.0.0.1:5432/cepjobs?sslmode=disable" secret:"url"`
 	// MaxConns bounds the pool; zero means pgx's default (max(4, NumCPU)).
 	MaxConns int32 `env:"CEPJOBS_DB_MAX_CONNS"`
+	// LeadCommitters is how many lead batches may commit at once; zero
+	// means one. One is the fastest here: a batch gathers every submission
+	// that arrives while the one before commits, and the fewer and larger
+	// the batches, the less PostgreSQL and the intake spend per lead (see
+	// bench/RESULTS.md). More help only when one commit takes long enough
+	// (a distant server, a slow disk) that batches reach maxLeadBatch.
+	LeadCommitters int `env:"CEPJOBS_LEAD_COMMITTERS"`
 }
 
 // Validate reports what is wrong with c.
@@ -28,6 +36,13 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConns < 0 {
 		errs = append(errs, errors.New("CEPJOBS_DB_MAX_CONNS: must not be negative"))
+	}
+	pool := int(c.MaxConns)
+	if pool == 0 {
+		pool = max(4, runtime.NumCPU()) // pgxpool's default
+	}
+	if c.LeadCommitters < 0 || c.LeadCommitters >= pool {
+		errs = append(errs, fmt.Errorf("CEPJOBS_LEAD_COMMITTERS: must be between 1 and %d, one less than the pool (CEPJOBS_DB_MAX_CONNS), or 0 for 1", pool-1))
 	}
 	return errors.Join(errs...)
 }
@@ -60,8 +75,7 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	st := &Store{pool: pool}
-	// Half the pool commits leads; the rest stays free for everything else.
-	st.leads = newLeadBatcher(st, min(int(pc.MaxConns)/2, 4))
+	st.leads = newLeadBatcher(st, max(c.LeadCommitters, 1))
 	return st, nil
 }
 

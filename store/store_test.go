@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,8 +25,13 @@ func TestMain(m *testing.M) {
 
 func setup(t *testing.T) *store.Store {
 	t.Helper()
+	return setupWith(t, store.Config{URL: dbURL})
+}
+
+func setupWith(t *testing.T, c store.Config) *store.Store {
+	t.Helper()
 	ctx := context.Background()
-	s, err := store.Open(ctx, store.Config{URL: dbURL})
+	s, err := store.Open(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,6 +289,32 @@ func TestLeadStatusNotFound(t *testing.T) {
 	for _, id := range []string{"0b7f4a4e-8f0e-4c1b-9d7a-3c2f1e0d9b8a", "not-a-uuid"} {
 		if _, err := s.LeadStatus(context.Background(), id); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("LeadStatus(%q): got %v, want ErrNotFound", id, err)
+		}
+	}
+}
+
+func TestConfigLeadCommitters(t *testing.T) {
+	const url = "postgres://postgres@127.0.0.1:5432/x?sslmode=disable"
+	for _, tc := range []struct {
+		maxConns   int32
+		committers int
+		ok         bool
+	}{
+		{0, 0, true},
+		{0, 1, true},
+		{0, 3, true},
+		{4, 3, true},
+		{4, 4, false}, // the pool would have no connection left for anything else
+		{8, 7, true},
+		{0, -1, false},
+		{2, 2, false},
+	} {
+		err := store.Config{URL: url, MaxConns: tc.maxConns, LeadCommitters: tc.committers}.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("MaxConns %d, LeadCommitters %d: got %v, want ok=%v", tc.maxConns, tc.committers, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "CEPJOBS_LEAD_COMMITTERS") {
+			t.Errorf("error does not name the variable: %v", err)
 		}
 	}
 }

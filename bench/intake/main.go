@@ -310,7 +310,7 @@ func run() error {
 	md := report(c, is, ps, env{pg: pgVersion, syncCommit: syncCommit, fsync: fsync, sharedBuf: sharedBuf, maxConn: maxConn, redis: redisVersion, leads: leads})
 	fmt.Println(md)
 	if c.write {
-		f, err := os.OpenFile(c.out, os.O_APPEND|os.O_WRONLY, 0o644)
+		f, err := os.OpenFile(c.out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 		if err != nil {
 			return err
 		}

@@ -13,10 +13,6 @@ import (
 	"github.com/cepcomunicacion/cepjobs/store"
 )
 
-// TestSubmitLeadBatches posts many leads at once, so they share
-// transactions: distinct leads, repeats of one email and course, retries
-// with one Idempotency-Key, a reused key with another body, and one lead the
-// database refuses. Every submission must get the answer it would get alone.
 // TestSubmitLeadBatches runs with the default single committer and with
 // three, whose batches commit side by side and must not deadlock or let a
 // duplicate through between them.
@@ -28,6 +24,10 @@ func TestSubmitLeadBatches(t *testing.T) {
 	}
 }
 
+// testSubmitLeadBatches posts many leads at once, so they share
+// transactions: distinct leads, repeats of one email and course, retries
+// with one Idempotency-Key, a reused key with another body, and one lead the
+// database refuses. Every submission must get the answer it would get alone.
 func testSubmitLeadBatches(t *testing.T, s *store.Store) {
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Microsecond)

@@ -41,8 +41,11 @@ func (c Config) Validate() error {
 	if pool == 0 {
 		pool = max(4, runtime.NumCPU()) // pgxpool's default
 	}
-	if c.LeadCommitters < 0 || c.LeadCommitters >= pool {
-		errs = append(errs, fmt.Errorf("CEPJOBS_LEAD_COMMITTERS: must be between 1 and %d, one less than the pool (CEPJOBS_DB_MAX_CONNS), or 0 for 1", pool-1))
+	switch {
+	case c.LeadCommitters < 0:
+		errs = append(errs, errors.New("CEPJOBS_LEAD_COMMITTERS: must not be negative (0 means 1)"))
+	case c.LeadCommitters > 1 && c.LeadCommitters >= pool:
+		errs = append(errs, fmt.Errorf("CEPJOBS_LEAD_COMMITTERS: must be below the pool size, %d (CEPJOBS_DB_MAX_CONNS), so other work still gets a connection", pool))
 	}
 	return errors.Join(errs...)
 }

@@ -308,6 +308,7 @@ func TestConfigLeadCommitters(t *testing.T) {
 		{8, 7, true},
 		{0, -1, false},
 		{2, 2, false},
+		{1, 1, true}, // one committer is always allowed; it shares a pool of one
 	} {
 		err := store.Config{URL: url, MaxConns: tc.maxConns, LeadCommitters: tc.committers}.Validate()
 		if (err == nil) != tc.ok {

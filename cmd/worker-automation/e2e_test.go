@@ -372,8 +372,14 @@ func TestRateLimitSharedByTwoWorkers(t *testing.T) {
 	}
 	span := times[len(times)-1].Sub(times[0])
 	t.Logf("40 welcome emails through two workers at %d/s: busiest second %d calls, span %s", rate, worst, span.Round(time.Millisecond))
-	if worst > 2*rate+1 { // +1: timestamps are taken after the answer, not at admission
-		t.Errorf("busiest one-second window: %d calls, want at most %d", worst, 2*rate+1)
+	// The stand-in timestamps a call when it arrives, not when the limiter
+	// admitted it: on a loaded machine (CI runs this under -race) a call
+	// admitted just before a window can arrive inside it, a few emission
+	// intervals (125 ms) late; one such run saw 18. Limits kept per process
+	// instead of shared would put ~4×rate in the first second, and the span
+	// check below catches them too.
+	if slack := 3; worst > 2*rate+slack {
+		t.Errorf("busiest one-second window: %d calls, want at most %d", worst, 2*rate+slack)
 	}
 	if min := time.Duration(float64(len(times)-rate)/rate*float64(time.Second)) - 500*time.Millisecond; span < min {
 		t.Errorf("40 calls took %s, faster than %d/s allows (%s)", span, rate, min)

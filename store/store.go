@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strconv"
 	"time"
 
@@ -29,25 +28,33 @@ type Config struct {
 // Validate reports what is wrong with c.
 func (c Config) Validate() error {
 	var errs []error
-	if c.URL == "" {
-		errs = append(errs, errors.New("DATABASE_URL: required"))
-	} else if _, err := pgxpool.ParseConfig(c.URL); err != nil {
-		errs = append(errs, fmt.Errorf("DATABASE_URL: %s", redactParseError(err)))
-	}
 	if c.MaxConns < 0 {
 		errs = append(errs, errors.New("CEPJOBS_DB_MAX_CONNS: must not be negative"))
 	}
-	pool := int(c.MaxConns)
-	if pool == 0 {
-		pool = max(4, runtime.NumCPU()) // pgxpool's default
-	}
-	switch {
-	case c.LeadCommitters < 0:
+	if c.LeadCommitters < 0 {
 		errs = append(errs, errors.New("CEPJOBS_LEAD_COMMITTERS: must not be negative (0 means 1)"))
-	case c.LeadCommitters > 1 && c.LeadCommitters >= pool:
-		errs = append(errs, fmt.Errorf("CEPJOBS_LEAD_COMMITTERS: must be below the pool size, %d (CEPJOBS_DB_MAX_CONNS), so other work still gets a connection", pool))
+	}
+	if c.URL == "" {
+		errs = append(errs, errors.New("DATABASE_URL: required"))
+	} else if pc, err := c.poolConfig(); err != nil {
+		errs = append(errs, fmt.Errorf("DATABASE_URL: %s", redactParseError(err)))
+	} else if c.LeadCommitters > 1 && c.LeadCommitters >= int(pc.MaxConns) {
+		errs = append(errs, fmt.Errorf("CEPJOBS_LEAD_COMMITTERS: must be below the pool size, %d (CEPJOBS_DB_MAX_CONNS, or pool_max_conns in DATABASE_URL), so other work still gets a connection", pc.MaxConns))
 	}
 	return errors.Join(errs...)
+}
+
+// poolConfig is the pool Open connects: the URL's settings (pgx's defaults,
+// pool_max_conns) with CEPJOBS_DB_MAX_CONNS over them.
+func (c Config) poolConfig() (*pgxpool.Config, error) {
+	pc, err := pgxpool.ParseConfig(c.URL)
+	if err != nil {
+		return nil, err
+	}
+	if c.MaxConns > 0 {
+		pc.MaxConns = c.MaxConns
+	}
+	return pc, nil
 }
 
 // redactParseError never repeats the connection string: pgx masks
@@ -65,12 +72,9 @@ type Store struct {
 
 // Open connects a pool. It does not wait for the server: Ping does.
 func Open(ctx context.Context, c Config) (*Store, error) {
-	pc, err := pgxpool.ParseConfig(c.URL)
+	pc, err := c.poolConfig()
 	if err != nil {
 		return nil, fmt.Errorf("open store: %s", redactParseError(err))
-	}
-	if c.MaxConns > 0 {
-		pc.MaxConns = c.MaxConns
 	}
 	pc.ConnConfig.RuntimeParams["application_name"] = "cepjobs"
 	pool, err := pgxpool.NewWithConfig(ctx, pc)

@@ -296,23 +296,27 @@ func TestLeadStatusNotFound(t *testing.T) {
 func TestConfigLeadCommitters(t *testing.T) {
 	const url = "postgres://postgres@127.0.0.1:5432/x?sslmode=disable"
 	for _, tc := range []struct {
+		url        string
 		maxConns   int32
 		committers int
 		ok         bool
 	}{
-		{0, 0, true},
-		{0, 1, true},
-		{0, 3, true},
-		{4, 3, true},
-		{4, 4, false}, // the pool would have no connection left for anything else
-		{8, 7, true},
-		{0, -1, false},
-		{2, 2, false},
-		{1, 1, true}, // one committer is always allowed; it shares a pool of one
+		{url, 0, 0, true},
+		{url, 0, 1, true},
+		{url, 0, 3, true}, // pgx's default pool is at least 4
+		{url, 4, 3, true},
+		{url, 4, 4, false}, // the pool would have no connection left for anything else
+		{url, 8, 7, true},
+		{url, 0, -1, false},
+		{url, 2, 2, false},
+		{url, 1, 1, true}, // one committer is always allowed; it shares a pool of one
+		// The pool size in the URL counts, and CEPJOBS_DB_MAX_CONNS over it.
+		{url + "&pool_max_conns=2", 0, 2, false},
+		{url + "&pool_max_conns=2", 8, 2, true},
 	} {
-		err := store.Config{URL: url, MaxConns: tc.maxConns, LeadCommitters: tc.committers}.Validate()
+		err := store.Config{URL: tc.url, MaxConns: tc.maxConns, LeadCommitters: tc.committers}.Validate()
 		if (err == nil) != tc.ok {
-			t.Errorf("MaxConns %d, LeadCommitters %d: got %v, want ok=%v", tc.maxConns, tc.committers, err, tc.ok)
+			t.Errorf("URL %s, MaxConns %d, LeadCommitters %d: got %v, want ok=%v", tc.url, tc.maxConns, tc.committers, err, tc.ok)
 		}
 		if err != nil && !strings.Contains(err.Error(), "CEPJOBS_LEAD_COMMITTERS") {
 			t.Errorf("error does not name the variable: %v", err)
